@@ -1,0 +1,45 @@
+# Everything bootstraps itself: `make run` and `make test` create .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: venv run test test-fast lint format lock init-db clean
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: venv ## start the service: several workers, offline model, SQLite under data/
+	$(BIN)/python -m service serve
+
+test: venv ## the whole suite, against real multi-worker servers
+	$(BIN)/python -m pytest
+
+test-fast: venv
+	$(BIN)/python -m pytest tests/unit tests/persistence
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+lock: venv ## re-pin the dependency tree after editing requirements.in
+	$(BIN)/python -m pip install --quiet -r requirements.in
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^pysqlite3' > requirements.lock.tmp
+	echo 'pysqlite3==0.6.1 ; platform_machine == "x86_64" or sys_platform == "darwin"' >> requirements.lock.tmp
+	mv requirements.lock.tmp requirements.lock
+
+init-db: venv
+	$(BIN)/python -m service init-db
+
+clean:
+	rm -rf $(VENV) reports .pytest_cache

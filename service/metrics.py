@@ -1,0 +1,182 @@
+"""Prometheus metrics, summed over all Gunicorn workers.
+
+prometheus_client's multiprocess mode: every worker writes its samples to files in
+`PROMETHEUS_MULTIPROC_DIR` (set by `deploy/gunicorn.conf.py` before this module is
+imported, and wiped at server start), and `/metrics` merges them. Gauges declare
+how they merge: live values per process (`livesum`, `liveall`) vanish with the
+worker; file sizes are read at scrape time by whichever worker answers.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+PREFIX = "booking_agent"
+
+# From about 50 µs (a small WAL commit) to several seconds (lock waits).
+STORAGE_BUCKETS = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+PAYLOAD_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
+
+CHECKPOINT_OP_SECONDS = Histogram(
+    f"{PREFIX}_checkpoint_operation_seconds",
+    "Latency of checkpointer operations, including waits for the write lock.",
+    ["operation", "backend"],
+    buckets=STORAGE_BUCKETS,
+)
+CHECKPOINT_WRITE_BYTES = Counter(
+    f"{PREFIX}_checkpoint_written_bytes",
+    "Serialized checkpoint and pending-write payload bytes written.",
+    ["backend"],
+)
+CHECKPOINT_PAYLOAD_BYTES = Histogram(
+    f"{PREFIX}_checkpoint_payload_bytes",
+    "Size of each serialized checkpoint written.",
+    ["backend"],
+    buckets=PAYLOAD_BUCKETS,
+)
+WRITE_TRANSACTIONS = Counter(
+    f"{PREFIX}_storage_write_transactions",
+    "Committed write transactions on the checkpoint store.",
+    ["backend"],
+)
+STORAGE_BUSY_ERRORS = Counter(
+    f"{PREFIX}_storage_busy_errors",
+    "Operations that failed because the database stayed locked past busy_timeout.",
+    ["backend", "operation"],
+)
+
+GUARD_WAITS = Counter(
+    f"{PREFIX}_thread_guard_waits",
+    "Runs that had to wait for another run on the same thread (enqueue).",
+)
+GUARD_REJECTIONS = Counter(
+    f"{PREFIX}_thread_guard_rejections",
+    "Runs refused because the thread was busy (reject: 409, or enqueue timeout).",
+    ["reason"],
+)
+GUARD_WAIT_SECONDS = Histogram(
+    f"{PREFIX}_thread_guard_wait_seconds",
+    "Time a run waited for its thread to become free.",
+    buckets=STORAGE_BUCKETS,
+)
+
+RUN_SECONDS = Histogram(
+    f"{PREFIX}_run_duration_seconds",
+    "Duration of one run (one conversational turn), by outcome.",
+    ["outcome"],
+    buckets=REQUEST_BUCKETS,
+)
+RUNS_IN_FLIGHT = Gauge(
+    f"{PREFIX}_runs_in_flight",
+    "Runs executing right now, summed over live workers.",
+    multiprocess_mode="livesum",
+)
+LLM_CALL_SECONDS = Histogram(
+    f"{PREFIX}_llm_call_seconds",
+    "Latency of one chat-model call.",
+    ["provider"],
+    buckets=REQUEST_BUCKETS,
+)
+TOOL_CALLS = Counter(
+    f"{PREFIX}_tool_calls",
+    "Tool calls by tool and outcome (ok, error, rejected).",
+    ["tool", "outcome"],
+)
+
+HTTP_REQUESTS = Counter(
+    f"{PREFIX}_http_requests",
+    "HTTP requests by method, route template and status code.",
+    ["method", "route", "status"],
+)
+HTTP_REQUEST_SECONDS = Histogram(
+    f"{PREFIX}_http_request_duration_seconds",
+    "HTTP request latency by method and route template.",
+    ["method", "route"],
+    buckets=REQUEST_BUCKETS,
+)
+WORKER_REQUESTS = Counter(
+    f"{PREFIX}_worker_http_requests",
+    "HTTP requests served per worker process.",
+    ["pid"],
+)
+WORKER_UP = Gauge(
+    f"{PREFIX}_worker_up",
+    "1 for each live worker process.",
+    ["pid"],
+    multiprocess_mode="liveall",
+)
+
+# Read at scrape time from the files on disk; any worker gives the same answer.
+SQLITE_FILE_BYTES = Gauge(
+    f"{PREFIX}_sqlite_file_bytes",
+    "Size of the SQLite database, -wal and -shm files.",
+    ["file"],
+    multiprocess_mode="mostrecent",
+)
+SQLITE_FREELIST_PAGES = Gauge(
+    f"{PREFIX}_sqlite_freelist_pages",
+    "Unused pages in the SQLite database file.",
+    multiprocess_mode="mostrecent",
+)
+SQLITE_PAGE_SIZE = Gauge(
+    f"{PREFIX}_sqlite_page_size_bytes",
+    "Page size of the SQLite database file.",
+    multiprocess_mode="mostrecent",
+)
+BUILD_INFO = Gauge(
+    f"{PREFIX}_build_info",
+    "Versions of the service and its storage, always 1.",
+    ["version", "langgraph", "sqlite", "sqlite_driver", "backend", "python"],
+    multiprocess_mode="max",
+)
+
+
+def multiprocess_enabled() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def render() -> tuple[bytes, str]:
+    """Exposition text for all workers (multiprocess) or this process alone."""
+    if multiprocess_enabled():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def mark_worker_dead(pid: int) -> None:
+    """Called by Gunicorn's `child_exit`: drop the dead worker's live gauges."""
+    if multiprocess_enabled():
+        multiprocess.mark_process_dead(pid)

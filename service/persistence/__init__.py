@@ -1,0 +1,48 @@
+"""Storage backends behind one small interface (see `base.Persistence`)."""
+
+from __future__ import annotations
+
+import logging
+
+from service.persistence.base import Persistence
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def prepare_storage(settings: Settings) -> None:
+    """Run once in the Gunicorn master before forking: checks and schema creation.
+
+    Opens and closes its own connections, so no connection crosses the fork.
+    """
+    from service.agent.bookings import BookingStore
+    from service.persistence.sqlite_driver import (
+        DRIVER_NAME,
+        SQLITE_VERSION,
+        check_sqlite_version,
+    )
+
+    log.info("SQLite library %s (driver %s)", SQLITE_VERSION, DRIVER_NAME)
+    check_sqlite_version(settings)
+    if settings.checkpointer == "sqlite":
+        from service.persistence.sqlite_schema import init_database
+
+        init_database(settings.checkpoints_db_path, settings)
+    store = BookingStore(settings.appointments_db_path, settings)
+    try:
+        store.init_schema()
+    finally:
+        store.close()
+
+
+def open_persistence(settings: Settings) -> Persistence:
+    """Open this worker's connections to the configured backend."""
+    if settings.checkpointer == "sqlite":
+        from service.persistence.sqlite_backend import SqlitePersistence
+
+        return SqlitePersistence(settings)
+    if settings.checkpointer == "memory":
+        from service.persistence.memory_backend import MemoryPersistence
+
+        return MemoryPersistence(settings)
+    raise NotImplementedError(f"CHECKPOINTER={settings.checkpointer} is not available yet")

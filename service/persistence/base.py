@@ -1,0 +1,70 @@
+"""The narrow persistence interface every backend implements.
+
+The HTTP and run layers see only this: a LangGraph checkpointer, a thread guard and
+thread records. SQLite and PostgreSQL (and the in-memory ceiling used by the
+benchmark) each provide one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from service.runs.guard import ThreadGuard
+
+ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
+IfExists = Literal["raise", "do_nothing"]
+PruneStrategy = Literal["delete", "keep_latest"]
+
+METADATA_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+@dataclass
+class ThreadRecord:
+    thread_id: str
+    created_at: str
+    updated_at: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    status: str = "idle"
+    error: str | None = None
+
+
+def metadata_matches(metadata: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    return all(metadata.get(key) == value for key, value in wanted.items())
+
+
+class Persistence(Protocol):
+    """One backend: its checkpointer, its guard and its thread records."""
+
+    backend: str
+    checkpointer: BaseCheckpointSaver
+    guard: ThreadGuard
+
+    async def create_thread(
+        self, thread_id: str, metadata: dict[str, Any], if_exists: IfExists
+    ) -> tuple[ThreadRecord, bool]:
+        """Returns the record and whether it was created now."""
+        ...
+
+    async def get_thread(self, thread_id: str) -> ThreadRecord | None: ...
+
+    async def search_threads(
+        self, metadata: dict[str, Any], status: str | None, limit: int, offset: int
+    ) -> list[ThreadRecord]: ...
+
+    async def delete_thread(self, thread_id: str) -> bool: ...
+
+    async def set_thread_error(self, thread_id: str, error: str) -> None: ...
+
+    async def prune_threads(self, thread_ids: list[str], strategy: PruneStrategy) -> int: ...
+
+    async def check_ready(self) -> None:
+        """A real read through the store; raises when it cannot serve."""
+        ...
+
+    def info(self) -> dict[str, Any]: ...
+
+    async def aclose(self) -> None: ...

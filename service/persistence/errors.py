@@ -1,0 +1,23 @@
+"""Storage errors that the HTTP layer maps to clean responses."""
+
+from __future__ import annotations
+
+
+class StorageUnavailableError(RuntimeError):
+    """The store cannot serve the request right now; the client should retry (503)."""
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class StorageBusyError(StorageUnavailableError):
+    """The write lock stayed taken past busy_timeout. Nothing was written."""
+
+
+class ThreadNotFoundError(LookupError):
+    """No thread with this id exists."""
+
+
+class ThreadExistsError(ValueError):
+    """A thread with this id already exists (POST /threads with if_exists=raise)."""

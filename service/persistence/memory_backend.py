@@ -1,0 +1,84 @@
+"""In-memory backend: the no-persistence ceiling for benchmarks.
+
+Each worker keeps its own threads, so a conversation is only visible on the worker
+that served it. Never use it for real traffic.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.memory import InMemorySaver
+
+from service.persistence.base import IfExists, PruneStrategy, ThreadRecord, metadata_matches
+from service.persistence.errors import ThreadExistsError
+from service.persistence.sqlite_saver import utcnow_iso
+from service.runs.guard import FileLockGuard
+from service.settings import Settings
+
+
+class MemoryPersistence:
+    backend = "memory"
+
+    def __init__(self, settings: Settings) -> None:
+        self.checkpointer = InMemorySaver()
+        lock_dir = Path(settings.checkpoints_db_path).parent
+        if not lock_dir.exists():
+            lock_dir = Path(tempfile.gettempdir())
+        self.guard = FileLockGuard(lock_dir / "memory-threads.locks")
+        self._threads: dict[str, ThreadRecord] = {}
+
+    async def create_thread(
+        self, thread_id: str, metadata: dict[str, Any], if_exists: IfExists
+    ) -> tuple[ThreadRecord, bool]:
+        if thread_id in self._threads:
+            if if_exists == "raise":
+                raise ThreadExistsError(thread_id)
+            return self._threads[thread_id], False
+        now = utcnow_iso()
+        record = ThreadRecord(thread_id, now, now, dict(metadata))
+        self._threads[thread_id] = record
+        return record, True
+
+    async def get_thread(self, thread_id: str) -> ThreadRecord | None:
+        return self._threads.get(thread_id)
+
+    async def search_threads(
+        self, metadata: dict[str, Any], status: str | None, limit: int, offset: int
+    ) -> list[ThreadRecord]:
+        found = [
+            t
+            for t in self._threads.values()
+            if metadata_matches(t.metadata, metadata) and (status is None or t.status == status)
+        ]
+        found.sort(key=lambda t: t.updated_at, reverse=True)
+        return found[offset : offset + limit]
+
+    async def delete_thread(self, thread_id: str) -> bool:
+        await self.checkpointer.adelete_thread(thread_id)
+        return self._threads.pop(thread_id, None) is not None
+
+    async def set_thread_error(self, thread_id: str, error: str) -> None:
+        if record := self._threads.get(thread_id):
+            record.status, record.error = "error", error
+
+    async def touch(self, thread_id: str) -> None:
+        if record := self._threads.get(thread_id):
+            record.updated_at, record.status, record.error = utcnow_iso(), "idle", None
+
+    async def prune_threads(self, thread_ids: list[str], strategy: PruneStrategy) -> int:
+        if strategy == "delete":
+            return sum([await self.delete_thread(t) for t in thread_ids])
+        await self.checkpointer.aprune(thread_ids, strategy="keep_latest")
+        return len(thread_ids)
+
+    async def check_ready(self) -> None:
+        return None
+
+    def info(self) -> dict[str, Any]:
+        return {"backend": self.backend}
+
+    async def aclose(self) -> None:
+        self.guard.close()

@@ -1,0 +1,184 @@
+"""SQLite backend: checkpoints and thread records in one WAL database file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from service.persistence.base import (
+    METADATA_KEY,
+    IfExists,
+    PruneStrategy,
+    ThreadRecord,
+)
+from service.persistence.errors import ThreadExistsError
+from service.persistence.sqlite_driver import DRIVER_NAME, SQLITE_VERSION, effective_pragmas
+from service.persistence.sqlite_saver import SqliteCheckpointer, utcnow_iso
+from service.runs.guard import FileLockGuard
+from service.settings import Settings
+
+_COLUMNS = "thread_id, created_at, updated_at, metadata, status, error"
+
+
+def _record(row: tuple[Any, ...]) -> ThreadRecord:
+    return ThreadRecord(
+        thread_id=row[0],
+        created_at=row[1],
+        updated_at=row[2],
+        metadata=json.loads(row[3] or "{}"),
+        status=row[4],
+        error=row[5],
+    )
+
+
+def lock_path_for(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".locks")
+
+
+def sqlite_file_sizes(db_path: Path) -> dict[str, int]:
+    sizes = {}
+    for name, path in (
+        ("db", db_path),
+        ("wal", db_path.with_name(db_path.name + "-wal")),
+        ("shm", db_path.with_name(db_path.name + "-shm")),
+    ):
+        try:
+            sizes[name] = os.stat(path).st_size
+        except FileNotFoundError:
+            sizes[name] = 0
+    return sizes
+
+
+class SqlitePersistence:
+    """One worker's view of the shared SQLite database."""
+
+    backend = "sqlite"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.path = Path(settings.checkpoints_db_path)
+        self.checkpointer = SqliteCheckpointer(self.path, settings)
+        self.guard = FileLockGuard(lock_path_for(self.path))
+
+    # --- threads --------------------------------------------------------------------
+    async def create_thread(
+        self, thread_id: str, metadata: dict[str, Any], if_exists: IfExists
+    ) -> tuple[ThreadRecord, bool]:
+        saver = self.checkpointer
+
+        def create() -> tuple[ThreadRecord, bool]:
+            now = utcnow_iso()
+            with saver.write_transaction() as cur:
+                cur.execute(
+                    "INSERT OR IGNORE INTO threads (thread_id, created_at, updated_at, metadata) "
+                    "VALUES (?, ?, ?, ?)",
+                    (thread_id, now, now, json.dumps(metadata, ensure_ascii=False)),
+                )
+                created = cur.rowcount == 1
+                if not created and if_exists == "raise":
+                    raise ThreadExistsError(thread_id)
+                row = cur.execute(
+                    f"SELECT {_COLUMNS} FROM threads WHERE thread_id = ?", (thread_id,)
+                ).fetchone()
+            return _record(row), created
+
+        return await saver.run_write("thread", create)
+
+    async def get_thread(self, thread_id: str) -> ThreadRecord | None:
+        row = await self.checkpointer.run_read(
+            "thread",
+            self.checkpointer.read_one,
+            f"SELECT {_COLUMNS} FROM threads WHERE thread_id = ?",
+            (thread_id,),
+        )
+        return _record(row) if row else None
+
+    async def search_threads(
+        self, metadata: dict[str, Any], status: str | None, limit: int, offset: int
+    ) -> list[ThreadRecord]:
+        where, params = [], []
+        for key, value in metadata.items():
+            if not METADATA_KEY.match(key):
+                raise ValueError(f"metadata filter key {key!r} is not allowed")
+            where.append(f"json_extract(metadata, '$.\"{key}\"') IS json_extract(?, '$')")
+            params.append(json.dumps(value))
+        if status in ("idle", "error"):
+            where.append("status = ?")
+            params.append(status)
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        rows = await self.checkpointer.run_read(
+            "thread",
+            self.checkpointer.read_all,
+            f"SELECT {_COLUMNS} FROM threads {clause} "
+            "ORDER BY updated_at DESC, thread_id LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        )
+        return [_record(row) for row in rows]
+
+    async def delete_thread(self, thread_id: str) -> bool:
+        saver = self.checkpointer
+
+        def delete() -> bool:
+            with saver.write_transaction() as cur:
+                cur.execute("DELETE FROM threads WHERE thread_id = ?", (thread_id,))
+                existed = cur.rowcount > 0
+                cur.execute("DELETE FROM checkpoints WHERE thread_id = ?", (thread_id,))
+                cur.execute("DELETE FROM writes WHERE thread_id = ?", (thread_id,))
+            return existed
+
+        return await saver.run_write("delete", delete)
+
+    async def set_thread_error(self, thread_id: str, error: str) -> None:
+        saver = self.checkpointer
+
+        def mark() -> None:
+            with saver.write_transaction() as cur:
+                cur.execute(
+                    "UPDATE threads SET status = 'error', error = ?, updated_at = ? "
+                    "WHERE thread_id = ?",
+                    (error[:2000], utcnow_iso(), thread_id),
+                )
+
+        await saver.run_write("thread", mark)
+
+    async def prune_threads(self, thread_ids: list[str], strategy: PruneStrategy) -> int:
+        pruned = 0
+        for thread_id in thread_ids:
+            if strategy == "delete":
+                pruned += int(await self.delete_thread(thread_id))
+            else:
+                await self.checkpointer.run_write(
+                    "prune", lambda tid: self.checkpointer.prune_thread(tid, keep=1), thread_id
+                )
+                pruned += 1
+        return pruned
+
+    # --- health and facts -------------------------------------------------------------
+    async def check_ready(self) -> None:
+        await self.checkpointer.run_read(
+            "get", self.checkpointer.read_one, "SELECT count(*) FROM threads LIMIT 1"
+        )
+
+    def connection_settings(self) -> dict[str, Any]:
+        saver = self.checkpointer
+        with saver.lock:
+            reader = effective_pragmas(saver.conn)
+        with saver._write_lock:
+            writer = effective_pragmas(saver.writer)
+        return {"reader": reader, "writer": writer}
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "database": str(self.path),
+            "sqlite_version": SQLITE_VERSION,
+            "sqlite_driver": DRIVER_NAME,
+            "connection_settings": self.connection_settings(),
+            "files": sqlite_file_sizes(self.path),
+        }
+
+    async def aclose(self) -> None:
+        self.checkpointer.close()
+        self.guard.close()

@@ -1,0 +1,407 @@
+"""The production SQLite checkpointer: one reader and one writer connection per worker.
+
+It keeps langgraph-checkpoint-sqlite's queries and table layout (reads, `list`,
+`DeltaChannel` history) and changes what matters when several processes share one
+WAL file:
+
+* Writes take the write lock up front (`BEGIN IMMEDIATE`) and roll back on any
+  error, so no transaction is ever left open. A lock held past `busy_timeout`
+  becomes `StorageBusyError` (HTTP 503 + Retry-After) and the connection stays
+  usable. The stock async saver can keep a stale transaction after such a timeout
+  and then fail every later write on that worker.
+* Reads run in autocommit on their own connection, so they never wait behind a
+  write in this worker and never hold an old snapshot.
+* Each connection has one dedicated thread: the event loop never blocks on SQLite.
+* A root checkpoint and its thread's `updated_at` are written in one transaction,
+  so a turn costs one write transaction with `durability="exit"`.
+* The extended saver capabilities: `delete_for_runs`, `copy_thread`, `prune`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from time import perf_counter
+from typing import Any, TypeVar
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+    SerializerProtocol,
+    get_checkpoint_metadata,
+)
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+from service import metrics
+from service.persistence.errors import StorageBusyError
+from service.persistence.sqlite_driver import OperationalError, connect, is_busy_error
+from service.settings import Settings
+
+T = TypeVar("T")
+BACKEND = "sqlite"
+
+_THREAD_TOUCH = """
+INSERT INTO threads (thread_id, created_at, updated_at) VALUES (?, ?, ?)
+ON CONFLICT (thread_id) DO UPDATE SET
+    updated_at = excluded.updated_at, status = 'idle', error = NULL
+"""
+_RUN_ID = "json_extract(CAST(metadata AS TEXT), '$.run_id')"
+
+
+def utcnow_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class SqliteCheckpointer(SqliteSaver):
+    """Async-first SqliteSaver tuned for many processes on one WAL database."""
+
+    backend = BACKEND
+
+    def __init__(
+        self, path: Path | str, settings: Settings, *, serde: SerializerProtocol | None = None
+    ) -> None:
+        super().__init__(connect(path, settings), serde=serde)
+        self.path = Path(path)
+        self.writer = connect(path, settings)
+        self.is_setup = True  # the schema belongs to sqlite_schema.init_database
+        self.retry_after_s = settings.busy_retry_after_s
+        self._write_lock = threading.Lock()
+        self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-read")
+        self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
+        self._op_seconds = {
+            op: metrics.CHECKPOINT_OP_SECONDS.labels(operation=op, backend=BACKEND)
+            for op in (
+                "get",
+                "put",
+                "put_writes",
+                "list",
+                "delete",
+                "delete_for_runs",
+                "copy_thread",
+                "prune",
+                "thread",
+            )
+        }
+        self._tx_total = metrics.WRITE_TRANSACTIONS.labels(backend=BACKEND)
+        self._bytes_total = metrics.CHECKPOINT_WRITE_BYTES.labels(backend=BACKEND)
+        self._payload_bytes = metrics.CHECKPOINT_PAYLOAD_BYTES.labels(backend=BACKEND)
+
+    # --- connections and transactions -----------------------------------------------
+    def setup(self) -> None:
+        """No-op: `init_database` owns the schema (see sqlite_schema)."""
+
+    @contextmanager
+    def cursor(self, transaction: bool = True) -> Iterator[Any]:
+        if transaction:
+            with self.write_transaction() as cur:
+                yield cur
+            return
+        with self.lock:
+            cur = self.conn.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[Any]:
+        """`BEGIN IMMEDIATE` … `COMMIT`; `ROLLBACK` on any error, busy → StorageBusyError."""
+        with self._write_lock:
+            cur = self.writer.cursor()
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    yield cur
+                    cur.execute("COMMIT")
+                except BaseException:
+                    if self.writer.in_transaction:
+                        self.writer.execute("ROLLBACK")
+                    raise
+            except OperationalError as exc:
+                if is_busy_error(exc):
+                    raise StorageBusyError(
+                        "the checkpoint database is locked by another writer; retry shortly",
+                        retry_after_s=self.retry_after_s,
+                    ) from exc
+                raise
+            finally:
+                cur.close()
+        self._tx_total.inc()
+
+    def read_one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        with self.cursor(transaction=False) as cur:
+            return cur.execute(sql, params).fetchone()
+
+    def read_all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self.cursor(transaction=False) as cur:
+            return cur.execute(sql, params).fetchall()
+
+    def _timed(self, operation: str, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        start = perf_counter()
+        try:
+            return fn(*args)
+        except StorageBusyError:
+            metrics.STORAGE_BUSY_ERRORS.labels(backend=BACKEND, operation=operation).inc()
+            raise
+        except OperationalError as exc:
+            if is_busy_error(exc):
+                metrics.STORAGE_BUSY_ERRORS.labels(backend=BACKEND, operation=operation).inc()
+                raise StorageBusyError(
+                    "the checkpoint database is busy; retry shortly",
+                    retry_after_s=self.retry_after_s,
+                ) from exc
+            raise
+        finally:
+            self._op_seconds[operation].observe(perf_counter() - start)
+
+    async def run_read(self, operation: str, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._read_pool, self._timed, operation, fn, args)
+
+    async def run_write(self, operation: str, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._write_pool, self._timed, operation, fn, args)
+
+    def close(self) -> None:
+        self._read_pool.shutdown(wait=True)
+        self._write_pool.shutdown(wait=True)
+        self.conn.close()
+        self.writer.close()
+
+    # --- sync writes --------------------------------------------------------------
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        configurable = config["configurable"]
+        thread_id = str(configurable["thread_id"])
+        checkpoint_ns = configurable.get("checkpoint_ns", "")
+        type_, blob = self.serde.dumps_typed(checkpoint)
+        meta = json.dumps(get_checkpoint_metadata(config, metadata), ensure_ascii=False).encode(
+            "utf-8", "ignore"
+        )
+        with self.write_transaction() as cur:
+            cur.execute(
+                "INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
+                "parent_checkpoint_id, type, checkpoint, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    thread_id,
+                    checkpoint_ns,
+                    checkpoint["id"],
+                    configurable.get("checkpoint_id"),
+                    type_,
+                    blob,
+                    meta,
+                ),
+            )
+            if checkpoint_ns == "":
+                now = utcnow_iso()
+                cur.execute(_THREAD_TOUCH, (thread_id, now, now))
+        self._bytes_total.inc(len(blob) + len(meta))
+        self._payload_bytes.observe(len(blob))
+        return {
+            "configurable": {
+                "thread_id": thread_id,
+                "checkpoint_ns": checkpoint_ns,
+                "checkpoint_id": checkpoint["id"],
+            }
+        }
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        configurable = config["configurable"]
+        verb = "REPLACE" if all(w[0] in WRITES_IDX_MAP for w in writes) else "IGNORE"
+        rows = []
+        size = 0
+        for idx, (channel, value) in enumerate(writes):
+            type_, blob = self.serde.dumps_typed(value)
+            size += len(blob) if blob else 0
+            rows.append(
+                (
+                    str(configurable["thread_id"]),
+                    str(configurable.get("checkpoint_ns", "")),
+                    str(configurable["checkpoint_id"]),
+                    task_id,
+                    task_path,
+                    WRITES_IDX_MAP.get(channel, idx),
+                    channel,
+                    type_,
+                    blob,
+                )
+            )
+        with self.write_transaction() as cur:
+            cur.executemany(
+                f"INSERT OR {verb} INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, "
+                "task_path, idx, channel, type, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        self._bytes_total.inc(size)
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Remove every checkpoint, write and the thread record, in one transaction."""
+        with self.write_transaction() as cur:
+            for table in ("checkpoints", "writes", "threads"):
+                cur.execute(f"DELETE FROM {table} WHERE thread_id = ?", (str(thread_id),))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        if not run_ids:
+            return
+        marks = ",".join("?" * len(run_ids))
+        params = [str(run_id) for run_id in run_ids]
+        with self.write_transaction() as cur:
+            cur.execute(
+                "DELETE FROM writes WHERE (thread_id, checkpoint_ns, checkpoint_id) IN ("
+                "SELECT thread_id, checkpoint_ns, checkpoint_id FROM checkpoints "
+                f"WHERE {_RUN_ID} IN ({marks}))",
+                params,
+            )
+            cur.execute(f"DELETE FROM checkpoints WHERE {_RUN_ID} IN ({marks})", params)
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        source, target = str(source_thread_id), str(target_thread_id)
+        with self.write_transaction() as cur:
+            cur.execute(
+                "INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
+                "parent_checkpoint_id, type, checkpoint, metadata) SELECT ?, checkpoint_ns, "
+                "checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata "
+                "FROM checkpoints WHERE thread_id = ?",
+                (target, source),
+            )
+            cur.execute(
+                "INSERT OR REPLACE INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, "
+                "task_path, idx, channel, type, value) SELECT ?, checkpoint_ns, checkpoint_id, "
+                "task_id, task_path, idx, channel, type, value FROM writes WHERE thread_id = ?",
+                (target, source),
+            )
+            now = utcnow_iso()
+            cur.execute(
+                "INSERT OR IGNORE INTO threads (thread_id, created_at, updated_at, metadata) "
+                "SELECT ?, ?, ?, metadata FROM threads WHERE thread_id = ?",
+                (target, now, now, source),
+            )
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """`keep_latest`: keep the newest checkpoint per namespace; `delete`: keep none.
+
+        One short transaction per thread, so a large prune never holds the write lock
+        for long.
+        """
+        if strategy not in ("keep_latest", "delete"):
+            raise ValueError(f"unknown prune strategy {strategy!r}")
+        for thread_id in thread_ids:
+            self.prune_thread(str(thread_id), keep=1 if strategy == "keep_latest" else 0)
+
+    def prune_thread(self, thread_id: str, *, keep: int) -> int:
+        """Keep the newest `keep` checkpoints per namespace (0: none). Returns rows removed."""
+        with self.write_transaction() as cur:
+            if keep <= 0:
+                cur.execute("DELETE FROM checkpoints WHERE thread_id = ?", (thread_id,))
+                removed = cur.rowcount
+                cur.execute("DELETE FROM writes WHERE thread_id = ?", (thread_id,))
+                return removed
+            cur.execute(
+                """
+                DELETE FROM checkpoints WHERE thread_id = ?1 AND rowid NOT IN (
+                    SELECT rowid FROM (
+                        SELECT rowid, row_number() OVER (
+                            PARTITION BY checkpoint_ns ORDER BY checkpoint_id DESC) AS rn
+                        FROM checkpoints WHERE thread_id = ?1
+                    ) WHERE rn <= ?2
+                )
+                """,
+                (thread_id, keep),
+            )
+            removed = cur.rowcount
+            cur.execute(
+                """
+                DELETE FROM writes WHERE thread_id = ?1 AND NOT EXISTS (
+                    SELECT 1 FROM checkpoints c WHERE c.thread_id = ?1
+                    AND c.checkpoint_ns = writes.checkpoint_ns
+                    AND c.checkpoint_id = writes.checkpoint_id
+                )
+                """,
+                (thread_id,),
+            )
+            return removed
+
+    # --- async API (what the graph and the HTTP layer use) ------------------------------
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await self.run_read("get", self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        def collect() -> list[CheckpointTuple]:
+            return list(self.list(config, filter=filter, before=before, limit=limit))
+
+        for item in await self.run_read("list", collect):
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await self.run_write("put", self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await self.run_write("put_writes", self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self.run_write("delete", self.delete_thread, thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await self.run_write("delete_for_runs", self.delete_for_runs, list(run_ids))
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await self.run_write("copy_thread", self.copy_thread, source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        if strategy not in ("keep_latest", "delete"):
+            raise ValueError(f"unknown prune strategy {strategy!r}")
+        for thread_id in thread_ids:
+            await self.run_write(
+                "prune",
+                lambda tid: self.prune_thread(tid, keep=1 if strategy == "keep_latest" else 0),
+                str(thread_id),
+            )
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return await self.run_read(
+            "get",
+            lambda: self.get_delta_channel_history(config=config, channels=channels),
+        )

@@ -1,0 +1,100 @@
+"""Schema of the checkpoint database, created once before the workers fork.
+
+The `checkpoints` and `writes` tables keep langgraph-checkpoint-sqlite's layout, so
+a database written by the stock `SqliteSaver` opens here unchanged (migration:
+none needed; `init_database` adds what is missing). The service adds a `threads`
+table for the LangGraph Server thread API.
+
+`SqliteSaver.setup()` catches only the standard library's `sqlite3.OperationalError`,
+so with a pysqlite3 connection it fails on `ALTER TABLE ... ADD COLUMN task_path`
+even on a new file. The schema is therefore created here, by inspecting the table,
+not by catching errors.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from service.persistence.sqlite_driver import connect
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS checkpoints (
+    thread_id TEXT NOT NULL,
+    checkpoint_ns TEXT NOT NULL DEFAULT '',
+    checkpoint_id TEXT NOT NULL,
+    parent_checkpoint_id TEXT,
+    type TEXT,
+    checkpoint BLOB,
+    metadata BLOB,
+    PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id)
+);
+CREATE TABLE IF NOT EXISTS writes (
+    thread_id TEXT NOT NULL,
+    checkpoint_ns TEXT NOT NULL DEFAULT '',
+    checkpoint_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    task_path TEXT NOT NULL DEFAULT '',
+    idx INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    type TEXT,
+    value BLOB,
+    PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
+);
+CREATE TABLE IF NOT EXISTS threads (
+    thread_id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL DEFAULT 'idle',
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS threads_updated_at ON threads (updated_at);
+CREATE TABLE IF NOT EXISTS service_leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+"""
+
+
+def init_database(path: Path, settings: Settings) -> None:
+    """Create or upgrade the schema. Idempotent; run before forking workers."""
+    conn = connect(path, settings)
+    try:
+        new_file = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+        if new_file:
+            # Must precede the first table: freed pages can then be returned to the
+            # file system with `PRAGMA incremental_vacuum`.
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _TABLES.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(writes)")}
+            if "task_path" not in columns:
+                conn.execute("ALTER TABLE writes ADD COLUMN task_path TEXT NOT NULL DEFAULT ''")
+            # Threads written by a plain LangGraph script (or an older database)
+            # become visible to the thread API.
+            conn.execute(
+                """
+                INSERT OR IGNORE INTO threads (thread_id, created_at, updated_at)
+                SELECT thread_id, strftime('%Y-%m-%dT%H:%M:%fZ'), strftime('%Y-%m-%dT%H:%M:%fZ')
+                FROM checkpoints GROUP BY thread_id
+                """
+            )
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        log.info("checkpoint database ready: %s (journal_mode=%s)", path, mode)
+    finally:
+        conn.close()

@@ -1,0 +1,193 @@
+"""All configuration in one place: environment variables and `.env`.
+
+Every setting is documented in `.env.example`. A bad value stops the service at
+start with a message that names the setting, instead of failing on first use.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Durability = Literal["sync", "async", "exit"]
+MultitaskStrategy = Literal["reject", "enqueue", "interrupt", "rollback"]
+
+_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class Settings(BaseSettings):
+    """The service's settings. Field names map to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    # --- serving -----------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    web_concurrency: int = Field(2, ge=1, le=256)
+    graceful_timeout_s: int = Field(30, ge=1, le=3600)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # --- persistence -------------------------------------------------------------
+    checkpointer: Literal["sqlite", "memory", "postgres"] = "sqlite"
+    checkpoints_db_path: Path = Path("data/checkpoints.db")
+    appointments_db_path: Path = Path("data/appointments.db")
+    checkpoint_durability: Durability = "exit"
+    database_url: str = ""
+    postgres_pool_min_size: int = Field(1, ge=0, le=1000)
+    postgres_pool_max_size: int = Field(8, ge=1, le=1000)
+
+    # --- SQLite tuning (applied to every connection the service opens) ----------
+    sqlite_journal_mode: Literal["WAL"] = "WAL"
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
+    sqlite_cache_size: int = -64000
+    sqlite_temp_store: Literal["DEFAULT", "FILE", "MEMORY"] = "MEMORY"
+    sqlite_busy_timeout_ms: int = Field(30000, ge=0, le=600_000)
+    sqlite_connect_timeout_s: float = Field(30.0, ge=0, le=600)
+    sqlite_wal_autocheckpoint: int = Field(1000, ge=0)
+    sqlite_journal_size_limit: int = Field(64 * 1024 * 1024, ge=-1)
+    sqlite_allow_affected_version: bool = False
+
+    # --- runs and the per-thread guard ------------------------------------------
+    default_multitask_strategy: MultitaskStrategy = "enqueue"
+    enqueue_timeout_s: float = Field(30.0, gt=0, le=3600)
+    run_timeout_s: float = Field(120.0, gt=0, le=3600)
+    busy_retry_after_s: int = Field(1, ge=1, le=600)
+    max_message_chars: int = Field(8000, ge=1, le=1_000_000)
+    max_messages_per_request: int = Field(20, ge=1, le=1000)
+    max_request_bytes: int = Field(256 * 1024, ge=1024, le=64 * 1024 * 1024)
+
+    # --- model ---------------------------------------------------------------------
+    llm_provider: Literal["offline", "openai"] = "offline"
+    openai_api_key: str = ""
+    openai_model: str = "gpt-4o-mini"
+    openai_base_url: str = ""
+    offline_llm_latency_ms: int = Field(0, ge=0, le=60_000)
+    tool_max_retries: int = Field(2, ge=0, le=10)
+
+    # --- booking schedule ------------------------------------------------------------
+    booking_services: Annotated[list[str], NoDecode] = [
+        "haircut",
+        "beard trim",
+        "hair coloring",
+        "manicure",
+    ]
+    booking_open_days: Annotated[list[int], NoDecode] = [0, 1, 2, 3, 4, 5]
+    booking_hours: str = "09:00-18:00"
+    booking_slot_minutes: int = Field(30, ge=5, le=480)
+    booking_timezone: str = "Europe/Madrid"
+    booking_horizon_days: int = Field(60, ge=1, le=366)
+
+    @field_validator("booking_services", mode="before")
+    @classmethod
+    def _split_services(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("booking_open_days", mode="before")
+    @classmethod
+    def _split_days(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(item) for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("booking_services")
+    @classmethod
+    def _services_not_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one service is required")
+        return [item.lower() for item in value]
+
+    @field_validator("booking_open_days")
+    @classmethod
+    def _days_in_range(cls, value: list[int]) -> list[int]:
+        if not value or any(day < 0 or day > 6 for day in value):
+            raise ValueError("weekday numbers 0 (Monday) to 6 (Sunday), at least one")
+        return sorted(set(value))
+
+    @field_validator("booking_hours")
+    @classmethod
+    def _hours_format(cls, value: str) -> str:
+        match = _HOURS.match(value)
+        if not match or value[:5] >= value[6:]:
+            raise ValueError("expected HH:MM-HH:MM with opening before closing, e.g. 09:00-18:00")
+        return value
+
+    @field_validator("booking_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _provider_requirements(self) -> Settings:
+        if self.llm_provider == "openai" and not (self.openai_api_key or self.openai_base_url):
+            raise ValueError(
+                "LLM_PROVIDER=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local server)"
+            )
+        if self.checkpointer == "postgres" and not self.database_url:
+            raise ValueError("CHECKPOINTER=postgres needs DATABASE_URL")
+        return self
+
+    # --- derived values ------------------------------------------------------------
+    @property
+    def opening_time(self) -> dt.time:
+        return dt.time.fromisoformat(self.booking_hours[:5])
+
+    @property
+    def closing_time(self) -> dt.time:
+        return dt.time.fromisoformat(self.booking_hours[6:])
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.booking_timezone)
+
+    def sqlite_pragmas(self) -> dict[str, str | int]:
+        """The PRAGMAs applied to each connection, in the order they are set."""
+        return {
+            "journal_mode": self.sqlite_journal_mode,
+            "synchronous": self.sqlite_synchronous,
+            "cache_size": self.sqlite_cache_size,
+            "temp_store": self.sqlite_temp_store,
+            "busy_timeout": self.sqlite_busy_timeout_ms,
+            "wal_autocheckpoint": self.sqlite_wal_autocheckpoint,
+            "journal_size_limit": self.sqlite_journal_size_limit,
+        }
+
+
+class SettingsError(SystemExit):
+    """Raised at start when the environment holds an invalid value."""
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    lines = ["Invalid configuration:"]
+    for error in exc.errors():
+        name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+        lines.append(f"  {name}: {error['msg']} (got {error.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_settings() -> Settings:
+    """Build settings, turning a validation error into a readable start failure."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(format_validation_error(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached: the environment does not change after start)."""
+    return load_settings()
