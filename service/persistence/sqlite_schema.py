@@ -69,9 +69,11 @@ def init_database(path: Path, settings: Settings) -> None:
     try:
         new_file = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
         if new_file:
-            # Must precede the first table: freed pages can then be returned to the
-            # file system with `PRAGMA incremental_vacuum`.
+            # Freed pages can then go back to the file system with
+            # `PRAGMA incremental_vacuum`. Switching to WAL already wrote the header,
+            # so the mode only takes effect through a VACUUM (instant on an empty file).
             conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            conn.execute("VACUUM")
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in _TABLES.split(";"):

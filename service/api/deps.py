@@ -1,0 +1,40 @@
+"""FastAPI dependencies: the per-worker objects built in the app's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Path, Request
+from langgraph.graph.state import CompiledStateGraph
+
+from service.api.schemas import THREAD_ID
+from service.persistence.base import Persistence
+from service.runs.service import RunService
+from service.settings import Settings
+
+
+@dataclass
+class AppState:
+    """Everything one worker holds for its lifetime."""
+
+    settings: Settings
+    persistence: Persistence
+    graph: CompiledStateGraph
+    runs: RunService
+    extra: dict[str, Any]
+
+
+def get_app_state(request: Request) -> AppState:
+    return request.app.state.service
+
+
+State = Annotated[AppState, Depends(get_app_state)]
+ThreadId = Annotated[
+    str,
+    Path(
+        pattern=THREAD_ID.pattern,
+        max_length=128,
+        description="Letters, digits, '-', '_', '.', ':'",
+    ),
+]

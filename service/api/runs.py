@@ -1,0 +1,57 @@
+"""Runs on a thread: wait for the result, or stream it as server-sent events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, HTTPException
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from service.api.assistants import known_assistant
+from service.api.deps import State, ThreadId
+from service.api.schemas import RunCreate
+
+router = APIRouter(prefix="/threads/{thread_id}/runs", tags=["runs"])
+
+
+def _check_assistant(body: RunCreate) -> None:
+    if not known_assistant(body.assistant_id):
+        raise HTTPException(404, f"Assistant {body.assistant_id!r} not found")
+
+
+@router.post(
+    "/wait",
+    responses={
+        404: {"description": "Unknown thread or assistant"},
+        409: {"description": "Thread busy (reject) or enqueue wait timed out"},
+        413: {"description": "Input too large"},
+        503: {"description": "Storage busy; retry after Retry-After seconds"},
+    },
+)
+async def run_wait(thread_id: ThreadId, body: RunCreate, state: State) -> dict[str, Any]:
+    """Run one turn and return the thread's final values."""
+    _check_assistant(body)
+    prepared = await state.runs.prepare(thread_id, body)
+    return await state.runs.wait(prepared)
+
+
+@router.post(
+    "/stream",
+    responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream"}},
+)
+async def run_stream(thread_id: ThreadId, body: RunCreate, state: State) -> EventSourceResponse:
+    """Stream one turn: `metadata` first, then the requested modes, `end` last."""
+    _check_assistant(body)
+    prepared = await state.runs.prepare(thread_id, body)
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        async for event, data in state.runs.stream(prepared):
+            yield ServerSentEvent(data=orjson.dumps(data).decode(), event=event)
+
+    return EventSourceResponse(
+        events(),
+        ping=15,
+        headers={"Content-Location": f"/threads/{thread_id}/runs/{prepared.run_id}"},
+    )

@@ -1,0 +1,63 @@
+"""Liveness, readiness, facts about this worker, and Prometheus metrics."""
+
+from __future__ import annotations
+
+import os
+from importlib.metadata import version
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from service import __version__, metrics
+from service.api.deps import State
+from service.persistence.sqlite_driver import DRIVER_NAME, SQLITE_VERSION, has_wal_reset_bug
+from service.telemetry import refresh_storage_gauges
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/ok")
+async def ok() -> dict[str, bool]:
+    """Liveness: the process answers. Says nothing about storage."""
+    return {"ok": True}
+
+
+@router.get("/readyz", responses={503: {"description": "Storage cannot serve reads"}})
+async def readyz(state: State) -> JSONResponse:
+    """Readiness: a real read through the checkpointer's connection."""
+    try:
+        await state.persistence.check_ready()
+    except Exception as exc:
+        return JSONResponse(
+            {"status": "unavailable", "detail": f"storage read failed: {exc}"}, status_code=503
+        )
+    return JSONResponse({"status": "ok", "backend": state.persistence.backend})
+
+
+@router.get("/info")
+async def info(state: State) -> dict:
+    """Versions, backend and this worker's effective storage settings."""
+    settings = state.settings
+    return {
+        "version": __version__,
+        "langgraph": version("langgraph"),
+        "langgraph_checkpoint": version("langgraph-checkpoint"),
+        "sqlite": {
+            "version": SQLITE_VERSION,
+            "driver": DRIVER_NAME,
+            "wal_reset_bug": has_wal_reset_bug(SQLITE_VERSION),
+        },
+        "pid": os.getpid(),
+        "workers": settings.web_concurrency,
+        "durability": settings.checkpoint_durability,
+        "llm_provider": settings.llm_provider,
+        "storage": state.persistence.info(),
+        "flags": {"assistants": True, "crons": False, "langsmith": False},
+    }
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics(state: State) -> Response:
+    refresh_storage_gauges(state.persistence)
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)

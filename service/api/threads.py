@@ -1,0 +1,133 @@
+"""Threads: create, read, search, delete, prune, state and history."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from service.api.deps import AppState, State, ThreadId
+from service.api.schemas import HistoryRequest, ThreadCreate, ThreadPrune, ThreadSearch
+from service.persistence.base import ThreadRecord
+from service.persistence.errors import ThreadNotFoundError
+from service.runs.serialize import snapshot_to_state, to_jsonable
+
+router = APIRouter(prefix="/threads", tags=["threads"])
+
+
+def _config(thread_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
+    configurable: dict[str, Any] = {"thread_id": thread_id}
+    if checkpoint_id:
+        configurable["checkpoint_id"] = checkpoint_id
+    return {"configurable": configurable}
+
+
+def thread_status(state: AppState, record: ThreadRecord, interrupted: bool) -> str:
+    if state.persistence.guard.is_busy(record.thread_id):
+        return "busy"
+    if record.status == "error":
+        return "error"
+    return "interrupted" if interrupted else "idle"
+
+
+def thread_body(
+    record: ThreadRecord, status: str, values: Any = None, interrupts: Any = None
+) -> dict[str, Any]:
+    return {
+        "thread_id": record.thread_id,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "metadata": record.metadata,
+        "status": status,
+        "values": values,
+        "interrupts": interrupts or {},
+        "error": record.error,
+    }
+
+
+async def _require(state: AppState, thread_id: str) -> ThreadRecord:
+    record = await state.persistence.get_thread(thread_id)
+    if record is None:
+        raise ThreadNotFoundError(thread_id)
+    return record
+
+
+@router.post("")
+async def create_thread(body: ThreadCreate, state: State) -> dict[str, Any]:
+    thread_id = body.thread_id or str(uuid.uuid4())
+    record, _ = await state.persistence.create_thread(thread_id, body.metadata, body.if_exists)
+    return thread_body(record, thread_status(state, record, False))
+
+
+@router.post("/search")
+async def search_threads(body: ThreadSearch, state: State) -> list[dict[str, Any]]:
+    stored_status = body.status if body.status in ("idle", "error") else None
+    records = await state.persistence.search_threads(
+        body.metadata, stored_status, body.limit, body.offset
+    )
+    found = [thread_body(r, thread_status(state, r, False)) for r in records]
+    if body.status in ("busy", "interrupted"):
+        found = [t for t in found if t["status"] == body.status]
+    return found
+
+
+@router.post("/prune")
+async def prune_threads(body: ThreadPrune, state: State) -> dict[str, int]:
+    """LangGraph Server's prune: `delete` whole threads or `keep_latest` checkpoint."""
+    pruned = 0
+    for thread_id in dict.fromkeys(body.thread_ids):
+        async with state.persistence.guard.hold(
+            thread_id, wait=True, timeout_s=state.settings.enqueue_timeout_s
+        ):
+            pruned += await state.persistence.prune_threads([thread_id], body.strategy)
+    return {"pruned_count": pruned}
+
+
+@router.get("/{thread_id}")
+async def get_thread(thread_id: ThreadId, state: State) -> dict[str, Any]:
+    record = await _require(state, thread_id)
+    snapshot = await state.graph.aget_state(_config(thread_id))
+    interrupts = {task.id: to_jsonable(list(task.interrupts)) for task in snapshot.tasks}
+    interrupts = {key: value for key, value in interrupts.items() if value}
+    return thread_body(
+        record,
+        thread_status(state, record, bool(interrupts)),
+        to_jsonable(snapshot.values),
+        interrupts,
+    )
+
+
+@router.delete("/{thread_id}", status_code=204)
+async def delete_thread(thread_id: ThreadId, state: State) -> Response:
+    """Waits for a run in flight on the thread to finish, then deletes everything."""
+    await _require(state, thread_id)
+    async with state.persistence.guard.hold(
+        thread_id, wait=True, timeout_s=state.settings.enqueue_timeout_s
+    ):
+        if not await state.persistence.delete_thread(thread_id):
+            raise ThreadNotFoundError(thread_id)
+    return Response(status_code=204)
+
+
+@router.get("/{thread_id}/state")
+async def get_state(thread_id: ThreadId, state: State) -> dict[str, Any]:
+    await _require(state, thread_id)
+    return snapshot_to_state(await state.graph.aget_state(_config(thread_id)))
+
+
+@router.post("/{thread_id}/history")
+async def get_history(
+    thread_id: ThreadId, body: HistoryRequest, state: State
+) -> list[dict[str, Any]]:
+    await _require(state, thread_id)
+    before = body.before
+    if isinstance(before, dict):
+        before = before.get("checkpoint_id") or before.get("configurable", {}).get("checkpoint_id")
+    history = state.graph.aget_state_history(
+        _config(thread_id),
+        limit=body.limit,
+        before=_config(thread_id, before) if before else None,
+        filter=body.metadata or None,
+    )
+    return [snapshot_to_state(snapshot) async for snapshot in history]

@@ -1,0 +1,73 @@
+"""The FastAPI application: one per worker process.
+
+Each worker opens its own connections in the lifespan and closes them on shutdown;
+nothing opened before the fork is used after it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service import metrics
+from service.agent.bookings import BookingStore
+from service.agent.graph import build_graph
+from service.agent.model import build_model
+from service.agent.tools import build_tools
+from service.api import assistants, runs, system, threads
+from service.api.deps import AppState
+from service.api.errors import install_error_handlers
+from service.api.middleware import HttpMetrics, RequestSizeLimit
+from service.persistence import open_persistence
+from service.runs.service import RunService
+from service.settings import Settings, get_settings
+from service.telemetry import set_build_info
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    persistence = open_persistence(settings)
+    bookings = BookingStore(settings.appointments_db_path, settings)
+    graph = build_graph(build_model(settings), build_tools(bookings, settings), settings).compile(
+        checkpointer=persistence.checkpointer, name="agent"
+    )
+    app.state.service = AppState(
+        settings=settings,
+        persistence=persistence,
+        graph=graph,
+        runs=RunService(graph, persistence, settings),
+        extra={"bookings": bookings},
+    )
+    set_build_info(persistence.backend)
+    metrics.WORKER_UP.labels(pid=str(os.getpid())).set(1)
+    log.info("worker %d ready (backend=%s)", os.getpid(), persistence.backend)
+    try:
+        yield
+    finally:
+        await persistence.aclose()
+        bookings.close()
+        log.info("worker %d closed its connections", os.getpid())
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Booking agent",
+        version="0.1.0",
+        description="A LangGraph appointment-booking agent with the LangGraph Server API.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    for router in (system.router, assistants.router, threads.router, runs.router):
+        app.include_router(router)
+    app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(HttpMetrics)
+    return app

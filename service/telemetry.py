@@ -1,0 +1,44 @@
+"""Scrape-time readings: storage file sizes and the build info gauge."""
+
+from __future__ import annotations
+
+import logging
+import platform
+from importlib.metadata import version
+
+from service import __version__, metrics
+from service.persistence.base import Persistence
+from service.persistence.sqlite_driver import DRIVER_NAME, SQLITE_VERSION
+
+log = logging.getLogger(__name__)
+
+
+def set_build_info(backend: str) -> None:
+    metrics.BUILD_INFO.labels(
+        version=__version__,
+        langgraph=version("langgraph"),
+        sqlite=SQLITE_VERSION,
+        sqlite_driver=DRIVER_NAME,
+        backend=backend,
+        python=platform.python_version(),
+    ).set(1)
+
+
+def refresh_storage_gauges(persistence: Persistence) -> None:
+    """Read the SQLite files' sizes now, so any worker answers correctly."""
+    if persistence.backend != "sqlite":
+        return
+    from service.persistence.sqlite_backend import sqlite_file_sizes
+
+    path = persistence.path  # type: ignore[attr-defined]
+    for name, size in sqlite_file_sizes(path).items():
+        metrics.SQLITE_FILE_BYTES.labels(file=name).set(size)
+    try:
+        saver = persistence.checkpointer
+        with saver.lock:  # type: ignore[attr-defined]
+            freelist = saver.conn.execute("PRAGMA freelist_count").fetchone()[0]  # type: ignore[attr-defined]
+            page_size = saver.conn.execute("PRAGMA page_size").fetchone()[0]  # type: ignore[attr-defined]
+        metrics.SQLITE_FREELIST_PAGES.set(freelist)
+        metrics.SQLITE_PAGE_SIZE.set(page_size)
+    except Exception:  # a scrape must never fail because storage is slow
+        log.warning("could not read SQLite page counts", exc_info=True)
