@@ -45,6 +45,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runs=RunService(graph, persistence, settings),
         extra={"bookings": bookings},
     )
+    persistence.start_background()
     set_build_info(persistence.backend)
     metrics.WORKER_UP.labels(pid=str(os.getpid())).set(1)
     log.info("worker %d ready (backend=%s)", os.getpid(), persistence.backend)

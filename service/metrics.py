@@ -2,7 +2,8 @@
 
 prometheus_client's multiprocess mode: every worker writes its samples to files in
 `PROMETHEUS_MULTIPROC_DIR` (set by `deploy/gunicorn.conf.py` before this module is
-imported, and wiped at server start), and `/metrics` merges them. Gauges declare
+imported, and emptied at server start), and `/metrics` merges them: counters and
+histograms are summed over every worker that ever ran, dead ones included. Gauges declare
 how they merge: live values per process (`livesum`, `liveall`) vanish with the
 worker; file sizes are read at scrape time by whichever worker answers.
 """
@@ -75,6 +76,21 @@ STORAGE_BUSY_ERRORS = Counter(
     ["backend", "operation"],
 )
 
+# Label values known in advance. Their series are created at zero when a worker
+# starts (`init_series`), so `rate()` and alerts see 0 instead of no data.
+CHECKPOINT_OPERATIONS = (
+    "get",
+    "put",
+    "put_writes",
+    "list",
+    "delete",
+    "delete_for_runs",
+    "copy_thread",
+    "prune",
+    "thread",
+)
+GUARD_REJECTION_REASONS = ("reject", "timeout")
+
 GUARD_WAITS = Counter(
     f"{PREFIX}_thread_guard_waits",
     "Runs that had to wait for another run on the same thread (enqueue).",
@@ -129,6 +145,9 @@ WORKER_REQUESTS = Counter(
     "HTTP requests served per worker process.",
     ["pid"],
 )
+# `liveall` keeps one series per live worker file and labels it with that file's pid,
+# which is the same pid this label carries; the label also names the worker when
+# multiprocess mode is off.
 WORKER_UP = Gauge(
     f"{PREFIX}_worker_up",
     "1 for each live worker process.",
@@ -161,6 +180,14 @@ BUILD_INFO = Gauge(
 )
 
 
+def init_series(backend: str) -> None:
+    """Zero series for rare events, so dashboards and alerts read 0 rather than nothing."""
+    for reason in GUARD_REJECTION_REASONS:
+        GUARD_REJECTIONS.labels(reason=reason)
+    for operation in CHECKPOINT_OPERATIONS:
+        STORAGE_BUSY_ERRORS.labels(backend=backend, operation=operation)
+
+
 def multiprocess_enabled() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
@@ -180,3 +207,26 @@ def mark_worker_dead(pid: int) -> None:
     """Called by Gunicorn's `child_exit`: drop the dead worker's live gauges."""
     if multiprocess_enabled():
         multiprocess.mark_process_dead(pid)
+
+
+# --- data lifecycle (maintenance leader) ---------------------------------------------------
+MAINTENANCE_LEADER = Gauge(
+    f"{PREFIX}_maintenance_leader",
+    "1 in the worker that currently runs maintenance; the sum over workers should be 1.",
+    multiprocess_mode="livesum",
+)
+MAINTENANCE_SWEEPS = Counter(
+    f"{PREFIX}_maintenance_sweeps",
+    "Maintenance passes by result (ok, error).",
+    ["result"],
+)
+MAINTENANCE_DELETED = Counter(
+    f"{PREFIX}_maintenance_deleted",
+    "Rows removed by maintenance: expired threads and superseded checkpoints.",
+    ["kind"],
+)
+MAINTENANCE_SECONDS = Histogram(
+    f"{PREFIX}_maintenance_duration_seconds",
+    "Duration of one maintenance pass.",
+    buckets=REQUEST_BUCKETS,
+)

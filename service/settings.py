@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     # --- persistence -------------------------------------------------------------
-    checkpointer: Literal["sqlite", "memory", "postgres"] = "sqlite"
+    checkpointer: Literal["sqlite", "memory", "postgres", "sqlite-stock"] = "sqlite"
     checkpoints_db_path: Path = Path("data/checkpoints.db")
     appointments_db_path: Path = Path("data/appointments.db")
     checkpoint_durability: Durability = "exit"
@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     sqlite_wal_autocheckpoint: int = Field(1000, ge=0)
     sqlite_journal_size_limit: int = Field(64 * 1024 * 1024, ge=-1)
     sqlite_allow_affected_version: bool = False
+
+    # --- data lifecycle --------------------------------------------------------------
+    checkpoint_retention: str = "keep_latest"
+    thread_ttl_days: float = Field(30.0, ge=0)
+    maintenance_interval_s: float = Field(60.0, gt=0, le=86_400)
+    maintenance_batch_size: int = Field(100, ge=1, le=100_000)
+    wal_truncate_bytes: int = Field(16 * 1024 * 1024, ge=0)
 
     # --- runs and the per-thread guard ------------------------------------------
     default_multitask_strategy: MultitaskStrategy = "enqueue"
@@ -99,6 +106,14 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [int(item) for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("checkpoint_retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in ("all", "keep_latest") or (value.isdigit() and int(value) >= 1):
+            return value
+        raise ValueError("expected all, keep_latest, or a number N >= 1 (keep the last N)")
 
     @field_validator("booking_services")
     @classmethod
@@ -149,6 +164,15 @@ class Settings(BaseSettings):
     @property
     def closing_time(self) -> dt.time:
         return dt.time.fromisoformat(self.booking_hours[6:])
+
+    @property
+    def keep_last_checkpoints(self) -> int | None:
+        """How many root checkpoints each thread keeps; None keeps all."""
+        if self.checkpoint_retention == "all":
+            return None
+        if self.checkpoint_retention == "keep_latest":
+            return 1
+        return int(self.checkpoint_retention)
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:

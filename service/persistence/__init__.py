@@ -45,4 +45,8 @@ def open_persistence(settings: Settings) -> Persistence:
         from service.persistence.memory_backend import MemoryPersistence
 
         return MemoryPersistence(settings)
+    if settings.checkpointer == "sqlite-stock":  # benchmark only: loadtest/bench.py
+        from service.persistence.stock_sqlite_backend import StockSqlitePersistence
+
+        return StockSqlitePersistence(settings)
     raise NotImplementedError(f"CHECKPOINTER={settings.checkpointer} is not available yet")

@@ -61,6 +61,10 @@ class Persistence(Protocol):
 
     async def prune_threads(self, thread_ids: list[str], strategy: PruneStrategy) -> int: ...
 
+    def start_background(self) -> None:
+        """Start background work (maintenance); called once per worker after start-up."""
+        ...
+
     async def check_ready(self) -> None:
         """A real read through the store; raises when it cannot serve."""
         ...

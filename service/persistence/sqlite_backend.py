@@ -14,6 +14,7 @@ from service.persistence.base import (
     ThreadRecord,
 )
 from service.persistence.errors import ThreadExistsError
+from service.persistence.maintenance_task import SqliteMaintenance
 from service.persistence.sqlite_driver import DRIVER_NAME, SQLITE_VERSION, effective_pragmas
 from service.persistence.sqlite_saver import SqliteCheckpointer, utcnow_iso
 from service.runs.guard import FileLockGuard
@@ -59,8 +60,15 @@ class SqlitePersistence:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.path = Path(settings.checkpoints_db_path)
-        self.checkpointer = SqliteCheckpointer(self.path, settings)
+        self.checkpointer = SqliteCheckpointer(
+            self.path, settings, keep_last=settings.keep_last_checkpoints
+        )
         self.guard = FileLockGuard(lock_path_for(self.path))
+        self.maintenance = SqliteMaintenance(settings, self.guard)
+
+    def start_background(self) -> None:
+        """Start the maintenance loop (it works only while this worker leads)."""
+        self.maintenance.start()
 
     # --- threads --------------------------------------------------------------------
     async def create_thread(
@@ -180,5 +188,6 @@ class SqlitePersistence:
         }
 
     async def aclose(self) -> None:
+        await self.maintenance.stop()
         self.checkpointer.close()
         self.guard.close()

@@ -69,9 +69,15 @@ class SqliteCheckpointer(SqliteSaver):
     backend = BACKEND
 
     def __init__(
-        self, path: Path | str, settings: Settings, *, serde: SerializerProtocol | None = None
+        self,
+        path: Path | str,
+        settings: Settings,
+        *,
+        serde: SerializerProtocol | None = None,
+        keep_last: int | None = None,
     ) -> None:
         super().__init__(connect(path, settings), serde=serde)
+        self.keep_last = keep_last
         self.path = Path(path)
         self.writer = connect(path, settings)
         self.is_setup = True  # the schema belongs to sqlite_schema.init_database
@@ -211,6 +217,8 @@ class SqliteCheckpointer(SqliteSaver):
             if checkpoint_ns == "":
                 now = utcnow_iso()
                 cur.execute(_THREAD_TOUCH, (thread_id, now, now))
+                if self.keep_last:
+                    self._compact(cur, thread_id, self.keep_last)
         self._bytes_total.inc(len(blob) + len(meta))
         self._payload_bytes.observe(len(blob))
         return {
@@ -220,6 +228,28 @@ class SqliteCheckpointer(SqliteSaver):
                 "checkpoint_id": checkpoint["id"],
             }
         }
+
+    @staticmethod
+    def _compact(cur: Any, thread_id: str, keep: int) -> None:
+        """Drop root checkpoints older than the newest `keep`, with their writes.
+
+        Every checkpoint stores the whole conversation, so keeping them all makes a
+        thread's size grow with the square of its length. The latest checkpoint
+        always holds every message.
+        """
+        row = cur.execute(
+            "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' "
+            "ORDER BY checkpoint_id DESC LIMIT 1 OFFSET ?",
+            (thread_id, keep - 1),
+        ).fetchone()
+        if row is None:
+            return
+        for table in ("checkpoints", "writes"):
+            cur.execute(
+                f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_ns = '' "
+                "AND checkpoint_id < ?",
+                (thread_id, row[0]),
+            )
 
     def put_writes(
         self,

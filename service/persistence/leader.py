@@ -1,0 +1,57 @@
+"""Maintenance leadership: exactly one worker process at a time, handed over on death.
+
+A POSIX record lock on a file beside the database. The kernel drops it the moment
+its process dies (SIGKILL included), and a follower that retries every few seconds
+takes over. Its own file, because closing any descriptor of a file drops all of the
+process's record locks on it, and the thread guard's locks must not be touched.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+
+class FileLeaderLock:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.held = False
+
+    def try_acquire(self) -> bool:
+        if self.held:
+            return True
+        try:
+            fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0, os.SEEK_SET)
+        except (BlockingIOError, PermissionError):
+            return False
+        self.held = True
+        return True
+
+    def release(self) -> None:
+        if self.held:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, 0, os.SEEK_SET)
+            self.held = False
+
+    def close(self) -> None:
+        self.release()
+        os.close(self._fd)
+
+
+def service_is_running(path: Path | str) -> bool:
+    """True while a live worker holds leadership: the service has this database open."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0, os.SEEK_SET)
+    except (BlockingIOError, PermissionError):
+        return True
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, 0, os.SEEK_SET)
+        return False
+    finally:
+        os.close(fd)

@@ -1,0 +1,74 @@
+"""The background maintenance loop every worker runs; only the leader does the work."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+from service import metrics
+from service.persistence.leader import FileLeaderLock
+from service.persistence.sqlite_maintenance import sweep
+from service.runs.guard import ThreadGuard
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FOLLOWER_RETRY_S = 2.0
+
+
+def leader_path_for(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".leader")
+
+
+class SqliteMaintenance:
+    """TTL, retention and WAL control for the SQLite backend, run by one worker at a time."""
+
+    def __init__(self, settings: Settings, guard: ThreadGuard) -> None:
+        self.settings = settings
+        self.path = Path(settings.checkpoints_db_path)
+        self.guard = guard
+        self.lock = FileLeaderLock(leader_path_for(self.path))
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="maintenance")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.lock.held:
+            metrics.MAINTENANCE_LEADER.set(0)
+        self.lock.close()
+
+    async def _loop(self) -> None:
+        interval = self.settings.maintenance_interval_s
+        while True:
+            if self.lock.try_acquire():
+                metrics.MAINTENANCE_LEADER.set(1)
+                await asyncio.sleep(interval)
+                await self.run_once()
+            else:
+                await asyncio.sleep(min(interval, FOLLOWER_RETRY_S))
+
+    async def run_once(self) -> None:
+        started = time.perf_counter()
+        try:
+            report = await asyncio.to_thread(
+                sweep, self.path, self.settings, is_busy=self.guard.is_busy
+            )
+        except Exception:
+            log.exception("maintenance pass failed")
+            metrics.MAINTENANCE_SWEEPS.labels(result="error").inc()
+            return
+        finally:
+            metrics.MAINTENANCE_SECONDS.observe(time.perf_counter() - started)
+        metrics.MAINTENANCE_SWEEPS.labels(result="ok").inc()
+        metrics.MAINTENANCE_DELETED.labels(kind="expired_threads").inc(report.expired_deleted)
+        metrics.MAINTENANCE_DELETED.labels(kind="checkpoints").inc(report.checkpoints_removed)
+        if report.expired_deleted or report.checkpoints_removed:
+            log.info("maintenance: %s", report.as_dict())

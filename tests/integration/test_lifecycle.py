@@ -1,0 +1,317 @@
+"""Data lifecycle: linear storage, retention and TTL, one sweeper, bounded WAL, backup."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph_sdk import get_sync_client
+
+from service.persistence.sqlite_driver import sqlite3
+from service.persistence.sqlite_maintenance import stats, sweep
+from service.persistence.sqlite_saver import SqliteCheckpointer
+from service.persistence.sqlite_schema import init_database
+from service.settings import Settings
+from tests.support.server import ROOT, ServerProcess
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def humans(values: dict) -> list[str]:
+    return [m["content"] for m in values.get("messages", []) if m["type"] == "human"]
+
+
+def turn(base: str, thread_id: str, text: str) -> httpx.Response:
+    return httpx.post(
+        f"{base}/threads/{thread_id}/runs/wait",
+        json={
+            "assistant_id": "agent",
+            "input": {"messages": [{"role": "user", "content": text}]},
+            "if_not_exists": "create",
+        },
+        timeout=60,
+    )
+
+
+def test_hundred_turn_conversation_stores_linear_size(tmp_path: Path) -> None:
+    with ServerProcess(tmp_path, workers=2) as srv:
+        tid = str(uuid.uuid4())
+        latencies = []
+        for i in range(100):
+            started = time.perf_counter()
+            assert turn(srv.base_url, tid, f"What services do you offer? ({i})").status_code == 200
+            latencies.append(time.perf_counter() - started)
+        conn = sqlite3.connect(str(srv.db_path))
+        stored = conn.execute(
+            "SELECT coalesce(sum(length(checkpoint) + length(metadata)), 0) FROM checkpoints "
+            "WHERE thread_id = ?",
+            (tid,),
+        ).fetchone()[0]
+        stored += conn.execute(
+            "SELECT coalesce(sum(length(value)), 0) FROM writes WHERE thread_id = ?", (tid,)
+        ).fetchone()[0]
+        conn.close()
+        saver = SqliteCheckpointer(srv.db_path, Settings(_env_file=None))
+        latest = saver.get_tuple({"configurable": {"thread_id": tid, "checkpoint_ns": ""}})
+        saver.close()
+        messages = latest.checkpoint["channel_values"]["messages"]
+        assert len([m for m in messages if m.type == "human"]) == 100
+        message_bytes = len(JsonPlusSerializer().dumps_typed(messages)[1])
+        ratio = stored / message_bytes
+        early = sorted(latencies[3:8])[2]
+        late = sorted(latencies[-5:])[2]
+        print(
+            f"stored {stored} B for {message_bytes} B of messages: {ratio:.2f}x; "
+            f"turn 5 {early * 1000:.1f} ms, turn 100 {late * 1000:.1f} ms"
+        )
+        assert ratio <= 3.0
+
+
+def _seed(path: Path, settings: Settings, threads: int, turns: int) -> None:
+    """Write real graph checkpoints (keeping all of them) through the saver."""
+    import asyncio
+
+    from service.agent.bookings import BookingStore
+    from service.agent.graph import build_graph
+    from service.agent.model import build_model
+    from service.agent.tools import build_tools
+
+    init_database(path, settings)
+    store = BookingStore(path.with_name("appointments.db"), settings)
+    store.init_schema()
+    saver = SqliteCheckpointer(path, settings, keep_last=None)
+    graph = build_graph(build_model(settings), build_tools(store, settings), settings).compile(
+        checkpointer=saver
+    )
+
+    async def run() -> None:
+        for t in range(threads):
+            for i in range(turns):
+                await graph.ainvoke(
+                    {"messages": [{"role": "user", "content": f"hello {i}"}]},
+                    {"configurable": {"thread_id": f"t{t}"}},
+                    durability="sync",
+                )
+
+    asyncio.run(run())
+    saver.close()
+    store.close()
+
+
+def test_ttl_and_keep_latest_remove_exactly_what_they_should(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoints.db"
+    settings = Settings(
+        _env_file=None, checkpoints_db_path=path, checkpoint_retention="all", thread_ttl_days=7
+    )
+    _seed(path, settings, threads=6, turns=4)
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    conn.execute(
+        "UPDATE threads SET updated_at = '2000-01-01T00:00:00.000000Z' "
+        "WHERE thread_id IN ('t0', 't1')"
+    )
+    latest_before = dict(
+        conn.execute(
+            "SELECT thread_id, max(checkpoint_id) FROM checkpoints GROUP BY thread_id"
+        ).fetchall()
+    )
+    counts_before = dict(
+        conn.execute("SELECT thread_id, count(*) FROM checkpoints GROUP BY thread_id").fetchall()
+    )
+    assert all(count > 1 for count in counts_before.values())
+
+    # TTL only: t0 and t1 vanish completely; the rest are untouched.
+    report = sweep(path, settings)
+    assert report.expired_deleted == 2
+    for table in ("threads", "checkpoints", "writes"):
+        left = {r[0] for r in conn.execute(f"SELECT DISTINCT thread_id FROM {table}")}
+        assert not left & {"t0", "t1"}, table
+    assert dict(
+        conn.execute("SELECT thread_id, count(*) FROM checkpoints GROUP BY thread_id").fetchall()
+    ) == {t: c for t, c in counts_before.items() if t not in ("t0", "t1")}
+
+    # keep_latest: one root checkpoint per thread, the newest, with the conversation intact.
+    size_before = path.stat().st_size + Path(f"{path}-wal").stat().st_size
+    keep = settings.model_copy(update={"checkpoint_retention": "keep_latest"})
+    report = sweep(path, keep)
+    assert report.threads_compacted == 4
+    rows = conn.execute("SELECT thread_id, checkpoint_id FROM checkpoints").fetchall()
+    assert dict(rows) == {t: c for t, c in latest_before.items() if t not in ("t0", "t1")}
+    assert len(rows) == 4
+    orphans = conn.execute(
+        "SELECT count(*) FROM writes w WHERE NOT EXISTS (SELECT 1 FROM checkpoints c "
+        "WHERE c.thread_id = w.thread_id AND c.checkpoint_id = w.checkpoint_id)"
+    ).fetchone()[0]
+    assert orphans == 0
+    saver = SqliteCheckpointer(path, settings)
+    values = saver.get_tuple({"configurable": {"thread_id": "t3", "checkpoint_ns": ""}})
+    texts = [
+        m.content for m in values.checkpoint["channel_values"]["messages"] if m.type == "human"
+    ]
+    assert texts == [f"hello {i}" for i in range(4)]
+    saver.close()
+    conn.close()
+    # Freed pages went back to the file system (auto_vacuum=INCREMENTAL + WAL truncate).
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "vacuum", "--db", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert path.stat().st_size < size_before
+
+
+def _leader_pid(leader_file: Path) -> int | None:
+    inode = os.stat(leader_file).st_ino
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "POSIX" in fields and len(fields) >= 8 and fields[-3].endswith(f":{inode}"):
+            return int(fields[-4])
+    return None
+
+
+def _leader_sum(base: str) -> float:
+    text = httpx.get(f"{base}/metrics").text
+    match = re.search(r"^booking_agent_maintenance_leader (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_one_sweeper_across_workers_and_takeover_after_sigkill(tmp_path: Path) -> None:
+    env = {"MAINTENANCE_INTERVAL_S": "1"}
+    with ServerProcess(tmp_path, workers=4, env=env) as srv:
+        leader_file = srv.db_path.with_name(srv.db_path.name + ".leader")
+        deadline = time.monotonic() + 10
+        while _leader_pid(leader_file) is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        first = _leader_pid(leader_file)
+        assert first in srv.worker_pids()
+        time.sleep(1.5)
+        assert _leader_sum(srv.base_url) == 1.0
+        os.kill(first, signal.SIGKILL)
+        killed = time.monotonic()
+        while (leader := _leader_pid(leader_file)) in (None, first):
+            assert time.monotonic() - killed < 10, "no worker took over maintenance"
+            time.sleep(0.1)
+        print(f"maintenance handed over in {time.monotonic() - killed:.2f} s")
+        assert leader in srv.worker_pids()
+        time.sleep(2.5)
+        assert _leader_sum(srv.base_url) == 1.0
+
+
+def test_sustained_load_keeps_the_wal_bounded(tmp_path: Path) -> None:
+    env = {"MAINTENANCE_INTERVAL_S": "1", "WAL_TRUNCATE_BYTES": str(256 * 1024)}
+    with ServerProcess(tmp_path, workers=2, env=env) as srv:
+        wal = Path(f"{srv.db_path}-wal")
+        stop = time.monotonic() + 20
+        sizes = []
+
+        def user(index: int) -> None:
+            tid = f"load-{index}-{uuid.uuid4()}"
+            while time.monotonic() < stop:
+                assert turn(srv.base_url, tid, "What services do you offer?").status_code == 200
+
+        users = [threading.Thread(target=user, args=(i,)) for i in range(8)]
+        for u in users:
+            u.start()
+        while time.monotonic() < stop:
+            sizes.append(wal.stat().st_size if wal.exists() else 0)
+            time.sleep(0.2)
+        for u in users:
+            u.join(60)
+        time.sleep(2.5)  # one more maintenance pass after the load
+        final = wal.stat().st_size if wal.exists() else 0
+        print(f"WAL max {max(sizes)} B during load, {final} B after")
+        assert max(sizes) < 64 * 1024 * 1024
+        assert final <= 256 * 1024 + 4096 * 1100
+
+
+def test_backup_during_load_restores_complete_histories(tmp_path: Path) -> None:
+    srv = ServerProcess(tmp_path / "live", workers=2).start()
+    try:
+        client = get_sync_client(url=srv.base_url)
+        stop = threading.Event()
+        acknowledged: dict[str, list[str]] = {}
+
+        def user(index: int) -> None:
+            tid = f"user-{index}"
+            acknowledged[tid] = []
+            n = 0
+            while not stop.is_set():
+                text = f"message {n} from {index}"
+                if turn(srv.base_url, tid, text).status_code == 200:
+                    acknowledged[tid].append(text)
+                n += 1
+
+        users = [threading.Thread(target=user, args=(i,)) for i in range(4)]
+        for u in users:
+            u.start()
+        time.sleep(2)
+        env = {**os.environ, "CHECKPOINTS_DB_PATH": str(srv.db_path)}
+        backup_dir = tmp_path / "backups"
+        result = subprocess.run(
+            [sys.executable, "-m", "service", "backup", "--output-dir", str(backup_dir)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        time.sleep(1)
+        stop.set()
+        for u in users:
+            u.join(60)
+        assert result.returncode == 0, result.stderr
+        backup_file = next(backup_dir.glob("*.db"))
+
+        # Restore is refused while the service runs.
+        refused = subprocess.run(
+            [sys.executable, "-m", "service", "restore", str(backup_file)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert refused.returncode == 1 and "running" in refused.stderr
+        final = {tid: humans(client.threads.get_state(tid)["values"]) for tid in acknowledged}
+    finally:
+        srv.stop()
+
+    for tid, texts in acknowledged.items():
+        assert final[tid] == texts  # every acknowledged turn is in the live database
+
+    restored = subprocess.run(
+        [sys.executable, "-m", "service", "restore", str(backup_file)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert restored.returncode == 0, restored.stderr
+    assert list(srv.db_path.parent.glob("checkpoints.db.before-restore-*"))
+    again = ServerProcess(tmp_path / "live", workers=2, port=srv.port).start()
+    try:
+        client = get_sync_client(url=again.base_url)
+        total = 0
+        for tid, texts in acknowledged.items():
+            backed_up = humans(client.threads.get_state(tid)["values"])
+            # Complete up to the backup: a prefix of what was acknowledged, no gaps.
+            assert backed_up == texts[: len(backed_up)]
+            total += len(backed_up)
+        assert total > 0
+    finally:
+        again.stop()
+    assert stats(backup_file, Settings(_env_file=None)).threads == len(acknowledged)
