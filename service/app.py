@@ -19,6 +19,7 @@ from service.agent.graph import build_graph
 from service.agent.model import build_model
 from service.agent.tools import build_tools
 from service.api import assistants, runs, system, threads
+from service.api.auth import KeyRing
 from service.api.deps import AppState
 from service.api.errors import install_error_handlers
 from service.api.middleware import HttpMetrics, RequestSizeLimit
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.keyring = KeyRing.from_settings(settings)
     install_error_handlers(app)
     for router in (system.router, assistants.router, threads.router, runs.router):
         app.include_router(router)

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Durability = Literal["sync", "async", "exit"]
@@ -72,6 +72,15 @@ class Settings(BaseSettings):
     max_messages_per_request: int = Field(20, ge=1, le=1000)
     max_request_bytes: int = Field(256 * 1024, ge=1024, le=64 * 1024 * 1024)
 
+    # --- authentication and input limits ------------------------------------------------
+    auth_enabled: bool = False
+    api_keys: SecretStr = SecretStr("")
+    api_keys_file: Path | None = None
+    metrics_token: SecretStr = SecretStr("")
+    allow_unauthenticated: bool = False
+    max_metadata_bytes: int = Field(4096, ge=2, le=1_000_000)
+    max_json_depth: int = Field(8, ge=1, le=64)
+
     # --- model ---------------------------------------------------------------------
     llm_provider: Literal["offline", "openai"] = "offline"
     openai_api_key: str = ""
@@ -106,6 +115,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [int(item) for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("api_keys_file", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("checkpoint_retention")
     @classmethod
@@ -154,6 +168,14 @@ class Settings(BaseSettings):
             )
         if self.checkpointer == "postgres" and not self.database_url:
             raise ValueError("CHECKPOINTER=postgres needs DATABASE_URL")
+        if self.auth_enabled and not (self.api_keys.get_secret_value() or self.api_keys_file):
+            raise ValueError("AUTH_ENABLED=true needs API_KEYS or API_KEYS_FILE")
+        loopback = self.host in ("127.0.0.1", "localhost", "::1")
+        if not self.auth_enabled and not loopback and not self.allow_unauthenticated:
+            raise ValueError(
+                f"HOST={self.host} exposes the API beyond this machine without authentication; "
+                "set AUTH_ENABLED=true with API_KEYS, or ALLOW_UNAUTHENTICATED=true"
+            )
         return self
 
     # --- derived values ------------------------------------------------------------

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
-from service.api.deps import State
+from service.api.auth import Caller
 from service.api.schemas import AssistantSearch
 
 router = APIRouter(prefix="/assistants", tags=["assistants"])
@@ -35,14 +35,14 @@ def known_assistant(assistant_id: str) -> bool:
 
 
 @router.get("/{assistant_id}")
-async def get_assistant(assistant_id: str, _: State) -> dict[str, Any]:
+async def get_assistant(assistant_id: str, _: Caller) -> dict[str, Any]:
     if not known_assistant(assistant_id):
         raise HTTPException(404, f"Assistant {assistant_id!r} not found")
     return assistant_record()
 
 
 @router.post("/search")
-async def search_assistants(body: AssistantSearch, _: State) -> list[dict[str, Any]]:
+async def search_assistants(body: AssistantSearch, _: Caller) -> list[dict[str, Any]]:
     record = assistant_record()
     matches = (
         (body.graph_id in (None, record["graph_id"]))

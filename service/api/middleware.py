@@ -64,8 +64,15 @@ async def _send_413(send: Send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+# Clients choose the method token freely; an open label set would grow without bound.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class HttpMetrics:
-    """Count and time requests by method, route template (never the raw path) and status."""
+    """Count and time requests by method, route template (never the raw path) and status.
+
+    Every label has a bounded set of values, so `/metrics` does not grow with traffic.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -89,7 +96,7 @@ class HttpMetrics:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = _route_template(scope)
-            method = scope["method"]
+            method = scope["method"] if scope["method"] in _METHODS else "other"
             metrics.HTTP_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
             metrics.HTTP_REQUEST_SECONDS.labels(method=method, route=route).observe(
                 time.perf_counter() - start

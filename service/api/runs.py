@@ -10,15 +10,19 @@ from fastapi import APIRouter, HTTPException
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from service.api.assistants import known_assistant
+from service.api.auth import Caller
 from service.api.deps import State, ThreadId
+from service.api.limits import check_metadata
 from service.api.schemas import RunCreate
 
 router = APIRouter(prefix="/threads/{thread_id}/runs", tags=["runs"])
 
 
-def _check_assistant(body: RunCreate) -> None:
+def _check_request(body: RunCreate, state: State) -> None:
     if not known_assistant(body.assistant_id):
         raise HTTPException(404, f"Assistant {body.assistant_id!r} not found")
+    check_metadata(body.metadata, state.settings, "run metadata")
+    check_metadata(body.config, state.settings, "config")
 
 
 @router.post(
@@ -30,10 +34,12 @@ def _check_assistant(body: RunCreate) -> None:
         503: {"description": "Storage busy; retry after Retry-After seconds"},
     },
 )
-async def run_wait(thread_id: ThreadId, body: RunCreate, state: State) -> dict[str, Any]:
+async def run_wait(
+    thread_id: ThreadId, body: RunCreate, state: State, caller: Caller
+) -> dict[str, Any]:
     """Run one turn and return the thread's final values."""
-    _check_assistant(body)
-    prepared = await state.runs.prepare(thread_id, body)
+    _check_request(body, state)
+    prepared = await state.runs.prepare(thread_id, body, caller.owner)
     return await state.runs.wait(prepared)
 
 
@@ -41,10 +47,12 @@ async def run_wait(thread_id: ThreadId, body: RunCreate, state: State) -> dict[s
     "/stream",
     responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream"}},
 )
-async def run_stream(thread_id: ThreadId, body: RunCreate, state: State) -> EventSourceResponse:
+async def run_stream(
+    thread_id: ThreadId, body: RunCreate, state: State, caller: Caller
+) -> EventSourceResponse:
     """Stream one turn: `metadata` first, then the requested modes, `end` last."""
-    _check_assistant(body)
-    prepared = await state.runs.prepare(thread_id, body)
+    _check_request(body, state)
+    prepared = await state.runs.prepare(thread_id, body, caller.owner)
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         async for event, data in state.runs.stream(prepared):

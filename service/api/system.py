@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from importlib.metadata import version
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
-from service import __version__, metrics
+from service import __version__, telemetry
+from service.api.auth import Caller, require_metrics_access
 from service.api.deps import State
 from service.persistence.sqlite_driver import DRIVER_NAME, SQLITE_VERSION, has_wal_reset_bug
-from service.telemetry import refresh_storage_gauges
 
 router = APIRouter(tags=["system"])
 
@@ -35,7 +36,7 @@ async def readyz(state: State) -> JSONResponse:
 
 
 @router.get("/info")
-async def info(state: State) -> dict:
+async def info(state: State, _: Caller) -> dict:
     """Versions, backend and this worker's effective storage settings."""
     settings = state.settings
     return {
@@ -56,8 +57,8 @@ async def info(state: State) -> dict:
     }
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get("/metrics", include_in_schema=False, dependencies=[Depends(require_metrics_access)])
 async def prometheus_metrics(state: State) -> Response:
-    refresh_storage_gauges(state.persistence)
-    body, content_type = metrics.render()
+    """All workers' samples; storage readings are taken now, in a thread off the event loop."""
+    body, content_type = await run_in_threadpool(telemetry.scrape, state.persistence)
     return Response(body, media_type=content_type)

@@ -7,10 +7,18 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
+from service.api.auth import OWNER_KEY, Caller, Principal
 from service.api.deps import AppState, State, ThreadId
-from service.api.schemas import HistoryRequest, ThreadCreate, ThreadPrune, ThreadSearch
+from service.api.limits import check_metadata
+from service.api.schemas import (
+    HistoryRequest,
+    ThreadCreate,
+    ThreadPrune,
+    ThreadSearch,
+    check_thread_id,
+)
 from service.persistence.base import ThreadRecord
-from service.persistence.errors import ThreadNotFoundError
+from service.persistence.errors import ThreadExistsError, ThreadNotFoundError
 from service.runs.serialize import snapshot_to_state, to_jsonable
 
 router = APIRouter(prefix="/threads", tags=["threads"])
@@ -46,25 +54,37 @@ def thread_body(
     }
 
 
-async def _require(state: AppState, thread_id: str) -> ThreadRecord:
+async def owned_thread(state: AppState, caller: Principal, thread_id: str) -> ThreadRecord:
+    """The caller's thread. Another owner's thread is reported as missing (404), never 403."""
     record = await state.persistence.get_thread(thread_id)
-    if record is None:
+    if record is None or not caller.owns(record.metadata):
         raise ThreadNotFoundError(thread_id)
     return record
 
 
+def owner_metadata(caller: Principal, metadata: dict[str, Any]) -> dict[str, Any]:
+    if caller.owner is None:
+        return dict(metadata)
+    return {**metadata, OWNER_KEY: caller.owner}
+
+
 @router.post("")
-async def create_thread(body: ThreadCreate, state: State) -> dict[str, Any]:
+async def create_thread(body: ThreadCreate, state: State, caller: Caller) -> dict[str, Any]:
+    check_metadata(body.metadata, state.settings)
     thread_id = body.thread_id or str(uuid.uuid4())
-    record, _ = await state.persistence.create_thread(thread_id, body.metadata, body.if_exists)
+    metadata = owner_metadata(caller, body.metadata)
+    record, _ = await state.persistence.create_thread(thread_id, metadata, body.if_exists)
+    if not caller.owns(record.metadata):
+        raise ThreadExistsError(thread_id)
     return thread_body(record, thread_status(state, record, False))
 
 
 @router.post("/search")
-async def search_threads(body: ThreadSearch, state: State) -> list[dict[str, Any]]:
+async def search_threads(body: ThreadSearch, state: State, caller: Caller) -> list[dict[str, Any]]:
+    check_metadata(body.metadata, state.settings, "metadata filter")
     stored_status = body.status if body.status in ("idle", "error") else None
     records = await state.persistence.search_threads(
-        body.metadata, stored_status, body.limit, body.offset
+        owner_metadata(caller, body.metadata), stored_status, body.limit, body.offset
     )
     found = [thread_body(r, thread_status(state, r, False)) for r in records]
     if body.status in ("busy", "interrupted"):
@@ -73,10 +93,17 @@ async def search_threads(body: ThreadSearch, state: State) -> list[dict[str, Any
 
 
 @router.post("/prune")
-async def prune_threads(body: ThreadPrune, state: State) -> dict[str, int]:
-    """LangGraph Server's prune: `delete` whole threads or `keep_latest` checkpoint."""
+async def prune_threads(body: ThreadPrune, state: State, caller: Caller) -> dict[str, int]:
+    """LangGraph Server's prune: `delete` whole threads or `keep_latest` checkpoint.
+
+    Every thread must exist and be the caller's, else 404 and nothing is pruned.
+    """
+    thread_ids = list(dict.fromkeys(body.thread_ids))
+    for thread_id in thread_ids:
+        check_thread_id(thread_id)
+        await owned_thread(state, caller, thread_id)
     pruned = 0
-    for thread_id in dict.fromkeys(body.thread_ids):
+    for thread_id in thread_ids:
         async with state.persistence.guard.hold(
             thread_id, wait=True, timeout_s=state.settings.enqueue_timeout_s
         ):
@@ -85,8 +112,8 @@ async def prune_threads(body: ThreadPrune, state: State) -> dict[str, int]:
 
 
 @router.get("/{thread_id}")
-async def get_thread(thread_id: ThreadId, state: State) -> dict[str, Any]:
-    record = await _require(state, thread_id)
+async def get_thread(thread_id: ThreadId, state: State, caller: Caller) -> dict[str, Any]:
+    record = await owned_thread(state, caller, thread_id)
     snapshot = await state.graph.aget_state(_config(thread_id))
     interrupts = {task.id: to_jsonable(list(task.interrupts)) for task in snapshot.tasks}
     interrupts = {key: value for key, value in interrupts.items() if value}
@@ -99,9 +126,9 @@ async def get_thread(thread_id: ThreadId, state: State) -> dict[str, Any]:
 
 
 @router.delete("/{thread_id}", status_code=204)
-async def delete_thread(thread_id: ThreadId, state: State) -> Response:
+async def delete_thread(thread_id: ThreadId, state: State, caller: Caller) -> Response:
     """Waits for a run in flight on the thread to finish, then deletes everything."""
-    await _require(state, thread_id)
+    await owned_thread(state, caller, thread_id)
     async with state.persistence.guard.hold(
         thread_id, wait=True, timeout_s=state.settings.enqueue_timeout_s
     ):
@@ -111,16 +138,16 @@ async def delete_thread(thread_id: ThreadId, state: State) -> Response:
 
 
 @router.get("/{thread_id}/state")
-async def get_state(thread_id: ThreadId, state: State) -> dict[str, Any]:
-    await _require(state, thread_id)
+async def get_state(thread_id: ThreadId, state: State, caller: Caller) -> dict[str, Any]:
+    await owned_thread(state, caller, thread_id)
     return snapshot_to_state(await state.graph.aget_state(_config(thread_id)))
 
 
 @router.post("/{thread_id}/history")
 async def get_history(
-    thread_id: ThreadId, body: HistoryRequest, state: State
+    thread_id: ThreadId, body: HistoryRequest, state: State, caller: Caller
 ) -> list[dict[str, Any]]:
-    await _require(state, thread_id)
+    await owned_thread(state, caller, thread_id)
     before = body.before
     if isinstance(before, dict):
         before = before.get("checkpoint_id") or before.get("configurable", {}).get("checkpoint_id")

@@ -100,6 +100,10 @@ def validate_input(payload: dict[str, Any] | None, settings: Settings) -> dict[s
     return {"messages": cleaned}
 
 
+def _owned(metadata: dict[str, Any], owner: str | None) -> bool:
+    return owner is None or metadata.get("owner") == owner
+
+
 @dataclass
 class PreparedRun:
     """A validated run that holds its thread until `stack` closes."""
@@ -121,8 +125,13 @@ class RunService:
         self.persistence = persistence
         self.settings = settings
 
-    async def prepare(self, thread_id: str, request: RunCreate) -> PreparedRun:
-        """Validate, check the thread, and take it in the guard. Writes nothing."""
+    async def prepare(
+        self, thread_id: str, request: RunCreate, owner: str | None = None
+    ) -> PreparedRun:
+        """Validate, check the thread, and take it in the guard. Writes nothing.
+
+        With authentication on, another owner's thread is reported as missing.
+        """
         unsupported = request.unsupported_fields()
         if unsupported:
             raise RunInputError(f"not supported by this server: {', '.join(unsupported)}")
@@ -133,6 +142,8 @@ class RunService:
             )
         graph_input = validate_input(request.input, self.settings)
         record = await self.persistence.get_thread(thread_id)
+        if record is not None and not _owned(record.metadata, owner):
+            raise ThreadNotFoundError(thread_id)
         if record is None and request.if_not_exists != "create":
             raise ThreadNotFoundError(thread_id)
         run_id = str(uuid.uuid4())
@@ -153,7 +164,10 @@ class RunService:
         )
         try:
             if record is None:
-                await self.persistence.create_thread(thread_id, {}, "do_nothing")
+                metadata = {} if owner is None else {"owner": owner}
+                created, _ = await self.persistence.create_thread(thread_id, metadata, "do_nothing")
+                if not _owned(created.metadata, owner):
+                    raise ThreadNotFoundError(thread_id)
             elif await self.persistence.get_thread(thread_id) is None:
                 # Deleted while this run waited its turn.
                 raise ThreadNotFoundError(thread_id)

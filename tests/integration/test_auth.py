@@ -1,0 +1,110 @@
+"""API keys and thread ownership on a real multi-worker server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from langgraph_sdk import get_sync_client
+
+from tests.support.server import ServerProcess
+
+pytestmark = pytest.mark.timeout(120)
+
+ALICE = "alice-key-0123456789abcdef"
+BOB = "bob-key-0123456789abcdef"
+METRICS = "metrics-token-0123456789"
+MSG = {"messages": [{"role": "user", "content": "hola"}]}
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    keys = tmp_path_factory.mktemp("secrets") / "api-keys"
+    keys.write_text(f"# owner:key\nalice:{ALICE}\n\nbob:{BOB}\n")
+    env = {"AUTH_ENABLED": "true", "API_KEYS_FILE": str(keys), "METRICS_TOKEN": METRICS}
+    with ServerProcess(tmp_path_factory.mktemp("auth"), workers=2, env=env) as proc:
+        yield proc
+
+
+def endpoints(thread_id: str) -> list[tuple[str, str, dict | None]]:
+    return [
+        ("GET", f"/threads/{thread_id}", None),
+        ("GET", f"/threads/{thread_id}/state", None),
+        ("POST", f"/threads/{thread_id}/history", {"limit": 5}),
+        ("POST", f"/threads/{thread_id}/runs/wait", {"assistant_id": "agent", "input": MSG}),
+        ("POST", f"/threads/{thread_id}/runs/stream", {"assistant_id": "agent", "input": MSG}),
+        ("POST", "/threads/prune", {"thread_ids": [thread_id], "strategy": "delete"}),
+        ("DELETE", f"/threads/{thread_id}", None),
+    ]
+
+
+def call(base: str, method: str, path: str, body: dict | None, key: str | None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.request(method, f"{base}{path}", json=body, headers=headers, timeout=30)
+
+
+def test_missing_or_wrong_key_is_401(secured: ServerProcess) -> None:
+    base = secured.base_url
+    assert httpx.get(f"{base}/ok").status_code == 200
+    assert httpx.get(f"{base}/readyz").status_code == 200
+    others = [
+        ("GET", "/info", None),
+        ("GET", "/assistants/agent", None),
+        ("POST", "/assistants/search", {}),
+        ("POST", "/threads", {}),
+        ("POST", "/threads/search", {}),
+        *endpoints("some-thread"),
+    ]
+    for method, path, body in others:
+        for key in (None, "wrong-key-0123456789abcdef"):
+            response = call(base, method, path, body, key)
+            assert response.status_code == 401, (method, path, key, response.text)
+            assert response.json()["detail"] == "missing or invalid API key"
+            assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_metrics_needs_token_or_key(secured: ServerProcess) -> None:
+    base = secured.base_url
+    assert httpx.get(f"{base}/metrics").status_code == 401
+    assert call(base, "GET", "/metrics", None, METRICS).status_code == 200
+    assert call(base, "GET", "/metrics", None, ALICE).status_code == 200
+
+
+def test_another_owners_thread_is_404_everywhere(secured: ServerProcess) -> None:
+    base = secured.base_url
+    alice = get_sync_client(url=base, api_key=ALICE)
+    thread = alice.threads.create(metadata={"topic": "mine"})
+    tid = thread["thread_id"]
+    assert thread["metadata"]["owner"] == "alice"
+    alice.runs.wait(tid, "agent", input=MSG)
+
+    for method, path, body in endpoints(tid):
+        response = call(base, method, path, body, BOB)
+        assert response.status_code == 404, (method, path, response.text)
+        assert "not found" in response.json()["detail"]
+    # Nothing changed for alice: still there, one turn, not deleted or pruned.
+    state = alice.threads.get_state(tid)
+    assert [m["content"] for m in state["values"]["messages"] if m["type"] == "human"] == ["hola"]
+    # Bob cannot take over alice's id by creating or running on it.
+    assert (
+        call(
+            base, "POST", "/threads", {"thread_id": tid, "if_exists": "do_nothing"}, BOB
+        ).status_code
+        == 409
+    )
+    run = {"assistant_id": "agent", "input": MSG, "if_not_exists": "create"}
+    assert call(base, "POST", f"/threads/{tid}/runs/wait", run, BOB).status_code == 404
+
+
+def test_search_lists_only_own_threads(secured: ServerProcess) -> None:
+    base = secured.base_url
+    alice = get_sync_client(url=base, api_key=ALICE)
+    bob = get_sync_client(url=base, api_key=BOB)
+    a = alice.threads.create(metadata={"color": "red"})["thread_id"]
+    b = bob.threads.create(metadata={"color": "red"})["thread_id"]
+    assert [t["thread_id"] for t in alice.threads.search(metadata={"color": "red"})] == [a]
+    assert [t["thread_id"] for t in bob.threads.search(metadata={"color": "red"})] == [b]
+    spoofed = bob.threads.search(metadata={"owner": "alice"})
+    assert all(t["metadata"]["owner"] == "bob" for t in spoofed)
+    assert a not in {t["thread_id"] for t in bob.threads.search(limit=1000)}
