@@ -90,6 +90,8 @@ CHECKPOINT_OPERATIONS = (
     "thread",
 )
 GUARD_REJECTION_REASONS = ("reject", "timeout")
+MAINTENANCE_RESULTS = ("ok", "error")
+MAINTENANCE_KINDS = ("expired_threads", "checkpoints")
 
 GUARD_WAITS = Counter(
     f"{PREFIX}_thread_guard_waits",
@@ -186,6 +188,10 @@ def init_series(backend: str) -> None:
         GUARD_REJECTIONS.labels(reason=reason)
     for operation in CHECKPOINT_OPERATIONS:
         STORAGE_BUSY_ERRORS.labels(backend=backend, operation=operation)
+    for result in MAINTENANCE_RESULTS:
+        MAINTENANCE_SWEEPS.labels(result=result)
+    for kind in MAINTENANCE_KINDS:
+        MAINTENANCE_DELETED.labels(kind=kind)
 
 
 def multiprocess_enabled() -> bool:

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     database_url: str = ""
     postgres_pool_min_size: int = Field(1, ge=0, le=1000)
     postgres_pool_max_size: int = Field(8, ge=1, le=1000)
+    postgres_pool_timeout_s: float = Field(5.0, gt=0, le=600)
+    database_lock_url: str = ""
 
     # --- SQLite tuning (applied to every connection the service opens) ----------
     sqlite_journal_mode: Literal["WAL"] = "WAL"

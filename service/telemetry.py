@@ -1,4 +1,4 @@
-"""Scrape-time readings: storage file sizes and the build info gauge."""
+"""Worker start-up series and scrape-time readings of the storage files."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 
 
 def set_build_info(backend: str) -> None:
+    """Called once per worker at start: build info, and zero series for rare events."""
     metrics.BUILD_INFO.labels(
         version=__version__,
         langgraph=version("langgraph"),
@@ -22,19 +23,26 @@ def set_build_info(backend: str) -> None:
         backend=backend,
         python=platform.python_version(),
     ).set(1)
+    metrics.init_series(backend)
 
 
 def refresh_storage_gauges(persistence: Persistence) -> None:
-    """Read the SQLite files' sizes now, so any worker answers correctly."""
-    if persistence.backend != "sqlite":
+    """Read the SQLite files' sizes now, so any worker answers correctly.
+
+    Blocking (it may wait for this worker's reader connection): call it off the event loop.
+    """
+    if not persistence.backend.startswith("sqlite"):
         return
     from service.persistence.sqlite_backend import sqlite_file_sizes
 
     path = persistence.path  # type: ignore[attr-defined]
     for name, size in sqlite_file_sizes(path).items():
         metrics.SQLITE_FILE_BYTES.labels(file=name).set(size)
+    if persistence.backend != "sqlite":  # the benchmark's stock saver has no sync reader
+        return
     try:
         saver = persistence.checkpointer
+        # The reader runs in autocommit, so it sees the latest commit of every worker.
         with saver.lock:  # type: ignore[attr-defined]
             freelist = saver.conn.execute("PRAGMA freelist_count").fetchone()[0]  # type: ignore[attr-defined]
             page_size = saver.conn.execute("PRAGMA page_size").fetchone()[0]  # type: ignore[attr-defined]
@@ -42,3 +50,9 @@ def refresh_storage_gauges(persistence: Persistence) -> None:
         metrics.SQLITE_PAGE_SIZE.set(page_size)
     except Exception:  # a scrape must never fail because storage is slow
         log.warning("could not read SQLite page counts", exc_info=True)
+
+
+def scrape(persistence: Persistence) -> tuple[bytes, str]:
+    """Fresh storage readings, then the exposition text summed over all workers."""
+    refresh_storage_gauges(persistence)
+    return metrics.render()

@@ -13,13 +13,20 @@ from service.persistence.base import (
     PruneStrategy,
     ThreadRecord,
 )
-from service.persistence.errors import ThreadExistsError
+from service.persistence.errors import StorageUnavailableError, ThreadExistsError
 from service.persistence.maintenance_task import SqliteMaintenance
-from service.persistence.sqlite_driver import DRIVER_NAME, SQLITE_VERSION, effective_pragmas
+from service.persistence.sqlite_driver import (
+    DRIVER_NAME,
+    FAULT_MESSAGES,
+    SQLITE_VERSION,
+    effective_pragmas,
+)
 from service.persistence.sqlite_saver import SqliteCheckpointer, utcnow_iso
 from service.runs.guard import FileLockGuard
 from service.settings import Settings
 
+# Below this, a WAL append or checkpoint can fail at any moment: report not ready.
+MIN_FREE_BYTES = 1024 * 1024
 _COLUMNS = "thread_id, created_at, updated_at, metadata, status, error"
 
 
@@ -165,9 +172,22 @@ class SqlitePersistence:
 
     # --- health and facts -------------------------------------------------------------
     async def check_ready(self) -> None:
+        """A real read, a look at the disk, and after a write fault a real write."""
         await self.checkpointer.run_read(
             "get", self.checkpointer.read_one, "SELECT count(*) FROM threads LIMIT 1"
         )
+        disk = os.statvfs(self.path.parent)
+        files = [self.path, *(self.path.with_name(self.path.name + s) for s in ("-wal", "-shm"))]
+        unwritable = [f for f in files if f.exists() and not os.access(f, os.W_OK)]
+        if disk.f_flag & os.ST_RDONLY or unwritable:
+            self.checkpointer.write_fault = "readonly"
+            raise StorageUnavailableError(FAULT_MESSAGES["readonly"])
+        if disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES:
+            raise StorageUnavailableError(
+                f"less than {MIN_FREE_BYTES // 1024} KiB free on the disk holding {self.path}"
+            )
+        if self.checkpointer.write_fault:
+            await self.checkpointer.run_write("thread", self.checkpointer.probe_write)
 
     def connection_settings(self) -> dict[str, Any]:
         saver = self.checkpointer

@@ -122,3 +122,33 @@ def is_busy_error(exc: BaseException) -> bool:
         return False
     text = str(exc).lower()
     return "database is locked" in text or "database table is locked" in text or "busy" in text
+
+
+_STORAGE_FAULTS = (
+    ("database or disk is full", "full"),
+    ("readonly database", "readonly"),
+    ("read-only", "readonly"),
+    ("disk i/o error", "io"),
+    ("unable to open database file", "io"),
+)
+
+
+def storage_fault(exc: BaseException) -> str | None:
+    """'busy', 'full', 'readonly' or 'io' for failures of the storage itself, else None."""
+    if not isinstance(exc, DatabaseError):
+        return None
+    if is_busy_error(exc):
+        return "busy"
+    text = str(exc).lower()
+    for needle, kind in _STORAGE_FAULTS:
+        if needle in text:
+            return kind
+    return None
+
+
+FAULT_MESSAGES = {
+    "busy": "the checkpoint database is locked by another writer; retry shortly",
+    "full": "the disk holding the checkpoint database is full; nothing was written",
+    "readonly": "the checkpoint database is read-only; nothing was written",
+    "io": "the checkpoint database cannot be read or written (I/O error); nothing was written",
+}

@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
+import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -44,11 +46,17 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from service import metrics
-from service.persistence.errors import StorageBusyError
-from service.persistence.sqlite_driver import OperationalError, connect, is_busy_error
+from service.persistence.errors import StorageBusyError, StorageUnavailableError
+from service.persistence.sqlite_driver import (
+    FAULT_MESSAGES,
+    DatabaseError,
+    connect,
+    storage_fault,
+)
 from service.settings import Settings
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 BACKEND = "sqlite"
 
 _THREAD_TOUCH = """
@@ -79,9 +87,13 @@ class SqliteCheckpointer(SqliteSaver):
         super().__init__(connect(path, settings), serde=serde)
         self.keep_last = keep_last
         self.path = Path(path)
+        self.settings = settings
         self.writer = connect(path, settings)
         self.is_setup = True  # the schema belongs to sqlite_schema.init_database
         self.retry_after_s = settings.busy_retry_after_s
+        # A file opened without write permission gives a read-only connection for good:
+        # remember it, so the first write after permission returns reopens the writer.
+        self.write_fault: str | None = None if os.access(self.path, os.W_OK) else "readonly"
         self._write_lock = threading.Lock()
         self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-read")
         self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
@@ -122,8 +134,14 @@ class SqliteCheckpointer(SqliteSaver):
 
     @contextmanager
     def write_transaction(self) -> Iterator[Any]:
-        """`BEGIN IMMEDIATE` … `COMMIT`; `ROLLBACK` on any error, busy → StorageBusyError."""
+        """`BEGIN IMMEDIATE` … `COMMIT`; `ROLLBACK` on any error.
+
+        Storage faults become `StorageUnavailableError` (busy: `StorageBusyError`) and
+        are remembered until a write succeeds again, so readiness can report them.
+        """
         with self._write_lock:
+            if self.write_fault == "readonly":
+                self._reopen_writer()
             cur = self.writer.cursor()
             try:
                 cur.execute("BEGIN IMMEDIATE")
@@ -131,19 +149,58 @@ class SqliteCheckpointer(SqliteSaver):
                     yield cur
                     cur.execute("COMMIT")
                 except BaseException:
-                    if self.writer.in_transaction:
-                        self.writer.execute("ROLLBACK")
+                    self._rollback()
                     raise
-            except OperationalError as exc:
-                if is_busy_error(exc):
-                    raise StorageBusyError(
-                        "the checkpoint database is locked by another writer; retry shortly",
-                        retry_after_s=self.retry_after_s,
-                    ) from exc
-                raise
+            except DatabaseError as exc:
+                unavailable = self._unavailable(exc)
+                if unavailable is None:
+                    raise
+                raise unavailable from exc
             finally:
                 cur.close()
+        self.write_fault = None
         self._tx_total.inc()
+
+    def _reopen_writer(self) -> None:
+        """A connection opened while the file was read-only stays read-only: open anew.
+
+        SQLite shares one shared-memory (-shm) mapping per file among a process's
+        connections, and it keeps the read-only mode of the first opener. So both
+        connections are closed before the new ones open.
+        """
+        if not os.access(self.path, os.W_OK):
+            return
+        with self.lock:
+            self.writer.close()
+            self.conn.close()
+            self.conn = connect(self.path, self.settings)
+            self.writer = connect(self.path, self.settings)
+
+    def _rollback(self) -> None:
+        if not self.writer.in_transaction:
+            return
+        try:
+            self.writer.execute("ROLLBACK")
+        except DatabaseError:
+            log.warning("ROLLBACK failed; SQLite rolls back when the connection is reused")
+
+    def _unavailable(self, exc: BaseException) -> StorageUnavailableError | None:
+        kind = storage_fault(exc)
+        if kind is None:
+            return None
+        if kind == "busy":
+            return StorageBusyError(FAULT_MESSAGES[kind], retry_after_s=self.retry_after_s)
+        self.write_fault = kind
+        return StorageUnavailableError(FAULT_MESSAGES[kind], retry_after_s=self.retry_after_s)
+
+    def probe_write(self) -> None:
+        """A tiny real write, used by readiness after a storage fault to see if it is over."""
+        with self.write_transaction() as cur:
+            cur.execute(
+                "INSERT OR REPLACE INTO service_leases (name, holder, expires_at) "
+                "VALUES ('readiness-probe', ?, julianday('now'))",
+                (str(os.getpid()),),
+            )
 
     def read_one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         with self.cursor(transaction=False) as cur:
@@ -160,14 +217,13 @@ class SqliteCheckpointer(SqliteSaver):
         except StorageBusyError:
             metrics.STORAGE_BUSY_ERRORS.labels(backend=BACKEND, operation=operation).inc()
             raise
-        except OperationalError as exc:
-            if is_busy_error(exc):
+        except DatabaseError as exc:
+            unavailable = self._unavailable(exc)
+            if unavailable is None:
+                raise
+            if isinstance(unavailable, StorageBusyError):
                 metrics.STORAGE_BUSY_ERRORS.labels(backend=BACKEND, operation=operation).inc()
-                raise StorageBusyError(
-                    "the checkpoint database is busy; retry shortly",
-                    retry_after_s=self.retry_after_s,
-                ) from exc
-            raise
+            raise unavailable from exc
         finally:
             self._op_seconds[operation].observe(perf_counter() - start)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from service.persistence.sqlite_driver import connect
+from service.persistence.sqlite_driver import DatabaseError, connect, storage_fault
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,10 +63,38 @@ CREATE TABLE IF NOT EXISTS service_leases (
 """
 
 
+class CorruptDatabaseError(SystemExit):
+    """The database file is damaged or not SQLite: refuse to start, say how to recover."""
+
+
+def corrupt_database_message(path: Path, problem: str) -> str:
+    return (
+        f"{path} is not a usable SQLite database ({problem}). The service will not start on "
+        "it, so nothing more is written to it. To recover: stop the service and copy the "
+        f"file with its -wal and -shm files aside; then either restore the latest backup "
+        f"(`python -m service restore BACKUP.db`) or salvage what is readable with "
+        f"`sqlite3 {path} .recover | sqlite3 recovered.db`, check it with "
+        "`python -m service integrity-check --db recovered.db` and move it into place "
+        "(docs/PERSISTENCE.md, 'Corruption recovery')."
+    )
+
+
 def init_database(path: Path, settings: Settings) -> None:
-    """Create or upgrade the schema. Idempotent; run before forking workers."""
+    """Create or upgrade the schema after a quick integrity check. Run before forking."""
+    try:
+        _init_database(path, settings)
+    except DatabaseError as exc:
+        if storage_fault(exc) in ("busy", "full", "readonly"):
+            raise
+        raise CorruptDatabaseError(corrupt_database_message(path, str(exc))) from exc
+
+
+def _init_database(path: Path, settings: Settings) -> None:
     conn = connect(path, settings)
     try:
+        problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)").fetchall()]
+        if problems != ["ok"]:
+            raise CorruptDatabaseError(corrupt_database_message(path, "; ".join(problems)))
         new_file = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
         if new_file:
             # Freed pages can then go back to the file system with
@@ -74,6 +102,9 @@ def init_database(path: Path, settings: Settings) -> None:
             # so the mode only takes effect through a VACUUM (instant on an empty file).
             conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             conn.execute("VACUUM")
+        if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            log.info("checkpoint database schema is current: %s", path)
+            return  # nothing to write, so a start never needs the write lock
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in _TABLES.split(";"):

@@ -226,6 +226,9 @@ class StockSqlitePersistence:
             pruned += 1
         return pruned
 
+    def start_background(self) -> None:
+        """No maintenance: the stock saver keeps every checkpoint."""
+
     # --- health and facts -------------------------------------------------------------
     async def check_ready(self) -> None:
         await self._read("SELECT count(*) FROM threads LIMIT 1")

@@ -40,13 +40,19 @@ class ServerProcess:
         workers: int = 2,
         env: dict[str, str] | None = None,
         port: int | None = None,
+        run_dir: Path | None = None,
+        user: str | None = None,
+        prefix: list[str] | None = None,
     ) -> None:
+        """`run_dir` holds the log and metrics files (default: beside the data)."""
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = Path(run_dir or data_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
         self.workers = workers
         self.port = port or free_port()
         self.db_path = self.data_dir / "checkpoints.db"
-        self.log_path = self.data_dir / f"server-{self.port}.log"
+        self.log_path = run_dir / f"server-{self.port}.log"
         self.env = {
             **os.environ,
             "HOST": "127.0.0.1",
@@ -54,31 +60,41 @@ class ServerProcess:
             "WEB_CONCURRENCY": str(workers),
             "CHECKPOINTS_DB_PATH": str(self.db_path),
             "APPOINTMENTS_DB_PATH": str(self.data_dir / "appointments.db"),
-            "PROMETHEUS_MULTIPROC_DIR": str(self.data_dir / f"metrics-{self.port}"),
+            "PROMETHEUS_MULTIPROC_DIR": str(run_dir / f"metrics-{self.port}"),
             "LOG_LEVEL": "warning",
             **(env or {}),
         }
+        self.user = user
+        self.prefix = prefix or []
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> ServerProcess:
+    def start(self, timeout: float = 60.0, ready_path: str = "/readyz") -> ServerProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py")],
+            [
+                *self.prefix,
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                str(ROOT / "deploy" / "gunicorn.conf.py"),
+            ],
             cwd=ROOT,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            user=self.user,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"{self.base_url}{ready_path}", timeout=2).status_code == 200:
                     self._wait_for_workers(deadline)
                     return self
             except httpx.HTTPError:
