@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 
 from service.api.auth import Caller
-from service.api.schemas import AssistantSearch
+from service.api.schemas import ERROR_RESPONSES, AssistantSearch
 
-router = APIRouter(prefix="/assistants", tags=["assistants"])
+router = APIRouter(prefix="/assistants", tags=["assistants"], responses=ERROR_RESPONSES)
 
 ASSISTANT_ID = "agent"
 _CREATED = "2026-01-01T00:00:00+00:00"

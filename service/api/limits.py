@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import orjson
+import json
 
 from service.runs.service import RunInputError, RunTooLargeError
 from service.settings import Settings
@@ -24,7 +24,7 @@ def check_metadata(metadata: dict | None, settings: Settings, what: str = "metad
         return
     if json_depth(metadata, settings.max_json_depth) > settings.max_json_depth:
         raise RunInputError(f"{what} is nested deeper than {settings.max_json_depth} levels")
-    size = len(orjson.dumps(metadata))
+    size = len(json.dumps(metadata, ensure_ascii=False).encode())
     if size > settings.max_metadata_bytes:
         raise RunTooLargeError(
             f"{what} is {size} bytes; the limit is {settings.max_metadata_bytes} "

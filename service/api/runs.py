@@ -13,9 +13,9 @@ from service.api.assistants import known_assistant
 from service.api.auth import Caller
 from service.api.deps import State, ThreadId
 from service.api.limits import check_metadata
-from service.api.schemas import RunCreate
+from service.api.schemas import ERROR_RESPONSES, RunCreate
 
-router = APIRouter(prefix="/threads/{thread_id}/runs", tags=["runs"])
+router = APIRouter(prefix="/threads/{thread_id}/runs", tags=["runs"], responses=ERROR_RESPONSES)
 
 
 def _check_request(body: RunCreate, state: State) -> None:

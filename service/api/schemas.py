@@ -7,12 +7,34 @@ accepted only when empty; asking for them gets a 422 that says so.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 THREAD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 STREAM_MODES = ("values", "updates", "messages-tuple")
+StreamMode = Literal["values", "updates", "messages-tuple"]
+ThreadIdText = Annotated[str, StringConstraints(pattern=THREAD_ID.pattern, max_length=128)]
+
+
+class ErrorResponse(BaseModel):
+    """Every error: a message, or for invalid bodies a list of field errors."""
+
+    detail: str | list[dict[str, Any]]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in (
+        (400, "Malformed request body"),
+        (401, "Missing or invalid API key"),
+        (404, "Unknown thread or assistant (or another owner's thread)"),
+        (409, "Thread exists, or busy with another run"),
+        (413, "Body, message or metadata too large"),
+        (422, "Invalid request"),
+        (503, "Storage unavailable; retry after Retry-After seconds"),
+    )
+}
 
 
 def check_thread_id(value: str) -> str:
@@ -53,7 +75,7 @@ class ThreadSearch(_Strict):
 
 
 class ThreadPrune(_Strict):
-    thread_ids: list[str] = Field(min_length=1, max_length=1000)
+    thread_ids: list[ThreadIdText] = Field(min_length=1, max_length=1000)
     strategy: Literal["delete", "keep_latest"] = "delete"
 
 
@@ -96,21 +118,14 @@ class RunCreate(_Strict):
     on_completion: Literal["delete", "keep"] | None = None
     after_seconds: float | None = None
     durability: Literal["sync", "async", "exit"] | None = None
-    stream_mode: str | list[str] = "values"
+    stream_mode: StreamMode | Annotated[list[StreamMode], Field(min_length=1, max_length=3)] = (
+        "values"
+    )
     stream_subgraphs: bool = False
     stream_resumable: bool = False
     feedback_keys: list[str] | None = None
     langsmith_tracer: dict[str, Any] | None = None
     strict_resume: bool | None = None
-
-    @field_validator("stream_mode")
-    @classmethod
-    def _modes(cls, value: str | list[str]) -> str | list[str]:
-        modes = [value] if isinstance(value, str) else value
-        unknown = [mode for mode in modes if mode not in STREAM_MODES]
-        if unknown or not modes:
-            raise ValueError(f"stream_mode must be among {list(STREAM_MODES)}; got {unknown}")
-        return value
 
     def stream_modes(self) -> list[str]:
         modes = [self.stream_mode] if isinstance(self.stream_mode, str) else self.stream_mode

@@ -11,6 +11,7 @@ from service.api.auth import OWNER_KEY, Caller, Principal
 from service.api.deps import AppState, State, ThreadId
 from service.api.limits import check_metadata
 from service.api.schemas import (
+    ERROR_RESPONSES,
     HistoryRequest,
     ThreadCreate,
     ThreadPrune,
@@ -21,7 +22,7 @@ from service.persistence.base import ThreadRecord
 from service.persistence.errors import ThreadExistsError, ThreadNotFoundError
 from service.runs.serialize import snapshot_to_state, to_jsonable
 
-router = APIRouter(prefix="/threads", tags=["threads"])
+router = APIRouter(prefix="/threads", tags=["threads"], responses=ERROR_RESPONSES)
 
 
 def _config(thread_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
