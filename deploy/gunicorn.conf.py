@@ -9,7 +9,6 @@ yet support lifespan shutdown hooks as completely.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,6 +18,8 @@ settings = get_settings()
 
 # prometheus_client reads this when first imported, so it is set before any worker
 # imports the app; `on_starting` empties it so old samples never leak into a new run.
+# Counters and histograms of dead workers stay until then (their totals must not drop);
+# `child_exit` removes only their live gauges.
 os.environ.setdefault(
     "PROMETHEUS_MULTIPROC_DIR",
     str(Path(tempfile.gettempdir()) / f"booking-agent-metrics-{settings.port}"),
@@ -42,8 +43,10 @@ proc_name = "booking-agent"
 def on_starting(server) -> None:
     """In the master, before any fork: fresh metrics directory, checks, schema."""
     directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
+    # Only prometheus_client's sample files: the directory may be shared or mounted.
+    for stale in directory.glob("*.db"):
+        stale.unlink(missing_ok=True)
 
     from service.logging_setup import configure_logging
     from service.persistence import prepare_storage

@@ -236,3 +236,26 @@ MAINTENANCE_SECONDS = Histogram(
     "Duration of one maintenance pass.",
     buckets=REQUEST_BUCKETS,
 )
+
+
+# --- PostgreSQL connection pools (CHECKPOINTER=postgres) ------------------------------------
+# Each worker sets its own pools' values (at scrape time and every few seconds); the sum over
+# this host's live workers is what the host holds of the database's max_connections.
+POSTGRES_POOL_CONNECTIONS = Gauge(
+    f"{PREFIX}_postgres_pool_connections",
+    "Open connections in the PostgreSQL pools (checkpoints, guard), summed over live workers.",
+    ["pool"],
+    multiprocess_mode="livesum",
+)
+POSTGRES_POOL_IN_USE = Gauge(
+    f"{PREFIX}_postgres_pool_connections_in_use",
+    "PostgreSQL pool connections lent out right now, summed over live workers.",
+    ["pool"],
+    multiprocess_mode="livesum",
+)
+POSTGRES_POOL_WAITING = Gauge(
+    f"{PREFIX}_postgres_pool_requests_waiting",
+    "Requests waiting for a PostgreSQL pool connection, summed over live workers.",
+    ["pool"],
+    multiprocess_mode="livesum",
+)

@@ -31,6 +31,9 @@ def refresh_storage_gauges(persistence: Persistence) -> None:
 
     Blocking (it may wait for this worker's reader connection): call it off the event loop.
     """
+    refresh_pools = getattr(persistence, "refresh_gauges", None)
+    if refresh_pools is not None:  # PostgreSQL: this worker's connection pools
+        refresh_pools()
     if not persistence.backend.startswith("sqlite"):
         return
     from service.persistence.sqlite_backend import sqlite_file_sizes
