@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv run test test-fast lint format lock init-db clean
+.PHONY: venv run test test-fast lint format lock init-db backup stats integrity-check \
+        checkpoint-wal vacuum fuzz clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +41,24 @@ lock: venv ## re-pin the dependency tree after editing requirements.in
 
 init-db: venv
 	$(BIN)/python -m service init-db
+
+backup: venv ## online, verified copy of the checkpoint database under data/backups
+	$(BIN)/python -m service backup
+
+stats: venv
+	$(BIN)/python -m service stats
+
+integrity-check: venv
+	$(BIN)/python -m service integrity-check
+
+checkpoint-wal: venv
+	$(BIN)/python -m service checkpoint-wal
+
+vacuum: venv
+	$(BIN)/python -m service vacuum
+
+fuzz: venv ## schemathesis against the real server, longer than in `make test`
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-200} $(BIN)/python -m pytest tests/fuzz -q
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache
