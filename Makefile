@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: venv run test test-fast lint format lock init-db backup stats integrity-check \
-        checkpoint-wal vacuum fuzz clean
+        checkpoint-wal vacuum fuzz loadtest bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,12 @@ checkpoint-wal: venv
 
 vacuum: venv
 	$(BIN)/python -m service vacuum
+
+loadtest: venv ## Locust 10→100 users against a fresh multi-worker server (LOADTEST_PROFILE=short|full)
+	$(BIN)/python loadtest/run.py
+
+bench: venv ## what each checkpointer setting costs per turn (BENCH_* variables, or ARGS=--quick)
+	$(BIN)/python loadtest/bench.py $(ARGS)
 
 fuzz: venv ## schemathesis against the real server, longer than in `make test`
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-200} $(BIN)/python -m pytest tests/fuzz -q

@@ -1,0 +1,207 @@
+"""Turning benchmark runs into the comparison table, CSVs and the plot.
+
+Throughput and CPU ratios are paired by repeat (run r of a configuration against
+run r of the memory ceiling, which ran next to it), so slow phases of a noisy
+machine hit both sides of each ratio; the spread is min/median/max over repeats.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from loadtest import promtext
+from loadtest.benchrun import CONFIGS, RunResult
+from loadtest.tables import markdown_table, percentile, write_csv
+
+
+def spread(values: Sequence[float], digits: int = 2) -> str:
+    """'median [min-max]', or the single value."""
+    clean = [v for v in values if v is not None and not math.isnan(v)]
+    if not clean:
+        return "n/a"
+    mid = statistics.median(clean)
+    if len(clean) == 1:
+        return f"{mid:.{digits}f}"
+    return f"{mid:.{digits}f} [{min(clean):.{digits}f}-{max(clean):.{digits}f}]"
+
+
+def _ratios(runs: list[RunResult], ceiling: list[RunResult], attr: str) -> list[float]:
+    base = {r.repeat: getattr(r, attr) for r in ceiling}
+    return [
+        getattr(r, attr) / base[r.repeat]
+        for r in runs
+        if base.get(r.repeat) and not math.isnan(base[r.repeat])
+    ]
+
+
+def _per_turn(total: float | None, turns: int) -> float | None:
+    return None if total is None or not turns else total / turns
+
+
+def _size(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if value >= scale:
+            return f"{value / scale:.1f} {unit}"
+    return f"{value:.0f} B"
+
+
+def summarize(runs: list[RunResult]) -> list[dict[str, Any]]:
+    """One row per configuration, in the order the configurations first ran."""
+    order = list(dict.fromkeys(r.config for r in runs))
+    ceiling = [r for r in runs if r.config == "memory"]
+    rows = []
+    for key in order:
+        mine = [r for r in runs if r.config == key]
+        turns = sum(r.turns for r in mine)
+        latencies = [ms for r in mine for ms in r.latencies_ms]
+        buckets: dict[float, float] = {}
+        for r in mine:
+            for bound, count in r.put_buckets:
+                buckets[bound] = buckets.get(bound, 0.0) + count
+        put = sorted(buckets.items())
+        has_put = bool(put) and put[-1][1] > 0
+        tx = [r.tx for r in mine if r.tx is not None]
+        stored = [r.stored_bytes for r in mine if r.stored_bytes is not None]
+        wal = [r.wal_bytes for r in mine if r.wal_bytes is not None]
+        rows.append(
+            {
+                "config": key,
+                "label": CONFIGS[key].label if key in CONFIGS else key,
+                "runs": len(mine),
+                "turns": turns,
+                "turns_per_s": statistics.median(r.turns_per_s for r in mine),
+                "turns_per_s_min": min(r.turns_per_s for r in mine),
+                "turns_per_s_max": max(r.turns_per_s for r in mine),
+                "tps_ratio": spread(_ratios(mine, ceiling, "turns_per_s")) if ceiling else "n/a",
+                "p50_ms": percentile(latencies, 50),
+                "p99_ms": percentile(latencies, 99),
+                "put_p50_ms": promtext.quantile(0.5, put) * 1000 if has_put else None,
+                "put_p99_ms": promtext.quantile(0.99, put) * 1000 if has_put else None,
+                "tx_per_turn": _per_turn(sum(tx), turns) if tx else None,
+                "stored_bytes_per_turn": _per_turn(sum(stored), turns) if stored else None,
+                "wal_end_bytes": statistics.median(wal) if wal else None,
+                "errors": sum(r.errors for r in mine),
+                "lost_turns": sum(r.lost for r in mine),
+                "cpu_ms_per_turn": statistics.median(r.cpu_ms_per_turn for r in mine),
+                "cpu_ratio": spread(_ratios(mine, ceiling, "cpu_ms_per_turn"))
+                if ceiling
+                else "n/a",
+                "worker_skew": statistics.median(r.worker_skew for r in mine),
+            }
+        )
+    return rows
+
+
+def comparison_table(rows: list[dict[str, Any]]) -> str:
+    headers = [
+        "configuration",
+        "turns/s",
+        "x ceiling",
+        "turn p50 ms",
+        "turn p99 ms",
+        "put p50 ms",
+        "put p99 ms",
+        "write tx/turn",
+        "stored/turn",
+        "WAL at end",
+        "CPU ms/turn",
+        "CPU x ceiling",
+        "errors",
+    ]
+    body = []
+    for row in rows:
+        tps = spread([row["turns_per_s_min"], row["turns_per_s"], row["turns_per_s_max"]], 1)
+        body.append(
+            [
+                row["label"],
+                tps if row["runs"] > 1 else f"{row['turns_per_s']:.1f}",
+                row["tps_ratio"],
+                row["p50_ms"],
+                row["p99_ms"],
+                _num(row["put_p50_ms"], 3),
+                _num(row["put_p99_ms"], 3),
+                _num(row["tx_per_turn"], 2),
+                _size(row["stored_bytes_per_turn"]),
+                _size(row["wal_end_bytes"]),
+                row["cpu_ms_per_turn"],
+                row["cpu_ratio"],
+                f"{row['errors']}" + (f" ({row['lost_turns']} lost)" if row["lost_turns"] else ""),
+            ]
+        )
+    return markdown_table(headers, body)
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def scaling_table(runs: list[RunResult], low: int, high: int) -> str:
+    body = []
+    for key in dict.fromkeys(r.config for r in runs):
+        one = {r.repeat: r for r in runs if r.config == key and r.workers == low}
+        many = {r.repeat: r for r in runs if r.config == key and r.workers == high}
+        pairs = [(one[k], many[k]) for k in one if k in many]
+        body.append(
+            [
+                CONFIGS[key].label,
+                spread([a.turns_per_s for a, _ in pairs], 1),
+                spread([b.turns_per_s for _, b in pairs], 1),
+                spread([b.turns_per_s / a.turns_per_s for a, b in pairs]),
+                spread([a.cpu_ms_per_turn for a, _ in pairs]),
+                spread([b.cpu_ms_per_turn for _, b in pairs]),
+            ]
+        )
+    headers = [
+        "configuration",
+        f"turns/s, {low} worker",
+        f"turns/s, {high} workers",
+        "speedup",
+        f"CPU ms/turn, {low}",
+        f"CPU ms/turn, {high}",
+    ]
+    return markdown_table(headers, body)
+
+
+def save_runs(path: Path, runs: list[RunResult]) -> None:
+    write_csv(path, [r.row() for r in runs])
+
+
+def save_summary(path: Path, rows: list[dict[str, Any]]) -> None:
+    write_csv(path, rows)
+
+
+def plot_sweep(path: Path, runs: list[RunResult]) -> None:
+    """Turns/s and turn p99 against users, one line per configuration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for key in dict.fromkeys(r.config for r in runs):
+        points: dict[int, list[RunResult]] = {}
+        for r in runs:
+            if r.config == key:
+                points.setdefault(r.users, []).append(r)
+        users = sorted(points)
+        label = CONFIGS[key].label
+        left.plot(users, [statistics.median(r.turns_per_s for r in points[u]) for u in users],
+                  marker="o", label=label)  # fmt: skip
+        right.plot(users, [statistics.median(r.p99_ms for r in points[u]) for u in users],
+                   marker="o", label=label)  # fmt: skip
+    left.set(xlabel="concurrent users", ylabel="turns/s", title="Throughput")
+    right.set(xlabel="concurrent users", ylabel="turn p99 (ms)", title="Tail latency")
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+        axis.legend()
+        axis.set_ylim(bottom=0)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

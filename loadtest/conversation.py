@@ -1,0 +1,234 @@
+"""One simulated customer's booking conversation in its own thread, with its checks.
+
+After every turn the customer checks that the reply is an AI message with content,
+and that the thread's state holds exactly the human messages it managed to send:
+a 200 whose turn is missing (or doubled) is reported as a Locust failure of type
+CHECK. A double-text sends two turns at once; with `reject` the second may get a
+409, which is expected and not a failure (that message is simply sent again).
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+from locust.env import Environment
+
+from loadtest import dialogue as d
+from loadtest.profile import Profile
+from loadtest.steps import CHECK, TURN, StepRecorder
+
+FLOWS = ("classic", "one_shot", "availability", "two_step")
+FLOW_WEIGHTS = (4, 2, 2, 2)
+
+
+class CheckFailed(AssertionError):
+    """A 200 response that breaks the conversation's contract."""
+
+
+class ConversationAborted(RuntimeError):
+    """A request failed; the thread's contents are unknown, so the conversation stops."""
+
+
+class Conversation:
+    def __init__(
+        self,
+        client: Any,
+        environment: Environment,
+        recorder: StepRecorder,
+        profile: Profile,
+        customer: d.Customer,
+        rng: random.Random,
+        sleep: Callable[[float], None] = gevent.sleep,
+    ) -> None:
+        self.client = client
+        self.environment = environment
+        self.recorder = recorder
+        self.profile = profile
+        self.customer = customer
+        self.rng = rng
+        self.sleep = sleep
+        self.thread_id = f"lt-{uuid.uuid4()}"
+        self.sent = 0  # human messages the server accepted (200)
+        self.last_reply = ""
+
+    # --- plumbing --------------------------------------------------------------------
+    def fail_check(self, name: str, detail: str) -> None:
+        self.environment.events.request.fire(
+            request_type=CHECK,
+            name=name,
+            response_time=0,
+            response_length=0,
+            exception=CheckFailed(f"{detail} (thread {self.thread_id})"),
+            context={},
+        )
+
+    def think(self) -> None:
+        low, high = self.profile.think_ms
+        self.sleep(self.rng.uniform(low, high) / 1000)
+
+    def post_turn(self, text: str, strategy: str, name: str) -> int:
+        """One run; returns the status. A 409 is fine only for a `reject` double-text."""
+        body = {
+            "assistant_id": "agent",
+            "input": {"messages": [{"role": "user", "content": text}]},
+            "if_not_exists": "create",
+            "multitask_strategy": strategy,
+        }
+        may_409 = strategy == "reject" and name != TURN
+        with self.client.post(
+            f"/threads/{self.thread_id}/runs/wait", json=body, name=name, catch_response=True
+        ) as resp:
+            status = resp.status_code
+            if status == 200:
+                reply = d.last_ai_text(resp.json())
+                if reply is None:
+                    resp.failure("200 without an AI reply with content")
+                else:
+                    self.last_reply = reply
+                    resp.success()
+            elif status == 409 and may_409:
+                resp.success()
+            else:
+                resp.failure(f"HTTP {status}: {resp.text[:200] if resp.text else ''}")
+        if status == 200:
+            self.sent += 1
+        return status
+
+    def check_state(self) -> None:
+        """The thread holds exactly the human messages accepted so far."""
+        if not self.profile.check_history:
+            return
+        with self.client.get(
+            f"/threads/{self.thread_id}/state", name="/threads/[id]/state", catch_response=True
+        ) as resp:
+            if resp.status_code != 200:
+                resp.failure(f"HTTP {resp.status_code}")
+                raise ConversationAborted("state read failed")
+            values = resp.json().get("values")
+            resp.success()
+        stored = d.human_count(values)
+        if stored < self.sent:
+            self.fail_check("lost turn", f"state has {stored} human messages, sent {self.sent}")
+        elif stored > self.sent:
+            self.fail_check(
+                "duplicated turn", f"state has {stored} human messages, sent {self.sent}"
+            )
+        if reply := d.last_ai_text(values):
+            self.last_reply = reply
+        else:
+            self.fail_check("state without reply", "last stored message is not an AI reply")
+
+    def say(self, text: str) -> str:
+        status = self.post_turn(text, "reject", TURN)
+        if status != 200:
+            raise ConversationAborted(f"turn failed with {status}")
+        self.check_state()
+        self.think()
+        return self.last_reply
+
+    def double_text(self, first: str, second: str) -> str:
+        """Send `second` while `first` is still running; re-send it if rejected."""
+        strategy = self.rng.choice(("reject", "enqueue"))
+        leader = gevent.spawn(self.post_turn, first, "enqueue", f"{TURN} [double-text 1st]")
+        self.sleep(0.005)
+        status = self.post_turn(second, strategy, f"{TURN} [double-text {strategy}]")
+        leader.join()
+        if leader.value != 200 or status not in (200, 409):
+            raise ConversationAborted("double-text failed")
+        if status == 409 and strategy == "enqueue":
+            raise ConversationAborted("enqueue answered 409")
+        self.check_state()
+        if status == 409:
+            return self.say(second)
+        self.think()
+        return self.last_reply
+
+    # --- the dialogue ----------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self._run()
+        except ConversationAborted:
+            self.recorder.outcome("aborted")
+
+    def _run(self) -> None:
+        c = self.customer
+        if self.rng.random() < 0.5:
+            self.client.post(
+                "/threads",
+                json={"thread_id": self.thread_id, "metadata": {"source": "loadtest"}},
+                name="/threads",
+            )
+        flow = self.rng.choices(FLOWS, FLOW_WEIGHTS)[0]
+        double = self.rng.random() < self.profile.double_text_share
+        if flow == "one_shot":
+            reply = self.say(d.one_shot(c))
+        else:
+            if flow == "classic":
+                self.say(d.greeting(c))
+                first = d.slot_message(c)
+            elif flow == "availability":
+                self.say(d.availability_question(c))
+                first = d.booking_request(c)
+            else:
+                first = d.booking_request(c)
+            if double:
+                reply = self.double_text(first, d.customer_message(c))
+            else:
+                self.say(first)
+                reply = self.say(d.customer_message(c))
+        self.finish(reply)
+
+    def finish(self, reply: str) -> None:
+        c = self.customer
+        code = d.confirmation_code(reply)
+        if code is None:
+            if d.is_taken(reply):
+                self.recorder.outcome("taken")
+            else:
+                self.recorder.outcome("not booked")
+                self.fail_check("booking not confirmed", reply[:200])
+            return
+        self.recorder.outcome("booked")
+        roll = self.rng.random()
+        if roll < 0.4:
+            if d.is_cancelled(self.say(d.cancel_message(c, code))):
+                self.recorder.outcome("cancelled")
+            else:
+                self.fail_check("cancel not confirmed", self.last_reply[:200])
+        elif roll < 0.55:
+            self.say(d.my_appointments(c))
+        elif roll < 0.7:
+            self.say(d.thanks(c))
+        if self.rng.random() < self.profile.read_share:
+            self.read_back()
+
+    def read_back(self) -> None:
+        """History and thread reads agree with what was sent."""
+        with self.client.post(
+            f"/threads/{self.thread_id}/history",
+            json={"limit": 5},
+            name="/threads/[id]/history",
+            catch_response=True,
+        ) as resp:
+            if resp.status_code != 200:
+                resp.failure(f"HTTP {resp.status_code}")
+                return
+            history = resp.json()
+            resp.success()
+        if not history:
+            self.fail_check("empty history", "history returned no snapshot")
+        elif self.profile.check_history and d.human_count(history[0]["values"]) != self.sent:
+            self.fail_check("history disagrees", "latest snapshot's human messages != sent")
+        with self.client.get(
+            f"/threads/{self.thread_id}", name="/threads/[id]", catch_response=True
+        ) as resp:
+            if resp.status_code != 200:
+                resp.failure(f"HTTP {resp.status_code}")
+            elif resp.json().get("status") != "idle":
+                resp.failure(f"thread status {resp.json().get('status')!r} after the last turn")
+            else:
+                resp.success()
