@@ -53,6 +53,7 @@ from service.persistence.sqlite_driver import (
     connect,
     storage_fault,
 )
+from service.persistence.write_gate import WriteGate, WriteTicket
 from service.settings import Settings
 
 T = TypeVar("T")
@@ -65,6 +66,10 @@ ON CONFLICT (thread_id) DO UPDATE SET
     updated_at = excluded.updated_at, status = 'idle', error = NULL
 """
 _RUN_ID = "json_extract(CAST(metadata AS TEXT), '$.run_id')"
+
+
+class _AbandonedWrite(StorageBusyError):
+    """The waiting caller gave up before this write started; it never runs."""
 
 
 def utcnow_iso() -> str:
@@ -95,6 +100,9 @@ class SqliteCheckpointer(SqliteSaver):
         # remember it, so the first write after permission returns reopens the writer.
         self.write_fault: str | None = None if os.access(self.path, os.W_OK) else "readonly"
         self._write_lock = threading.Lock()
+        self._gate = WriteGate(self.path.with_name(self.path.name + ".write-gate"))
+        self._ticket = threading.local()
+        self._write_wait_s = settings.sqlite_busy_timeout_ms / 1000
         self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-read")
         self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
         self._op_seconds = {
@@ -140,24 +148,31 @@ class SqliteCheckpointer(SqliteSaver):
         are remembered until a write succeeds again, so readiness can report them.
         """
         with self._write_lock:
-            if self.write_fault == "readonly":
-                self._reopen_writer()
-            cur = self.writer.cursor()
+            self._gate.acquire()
             try:
-                cur.execute("BEGIN IMMEDIATE")
+                ticket: WriteTicket | None = getattr(self._ticket, "current", None)
+                if ticket is not None and not ticket.start():
+                    raise StorageBusyError(FAULT_MESSAGES["busy"], retry_after_s=self.retry_after_s)
+                if self.write_fault == "readonly":
+                    self._reopen_writer()
+                cur = self.writer.cursor()
                 try:
-                    yield cur
-                    cur.execute("COMMIT")
-                except BaseException:
-                    self._rollback()
-                    raise
-            except DatabaseError as exc:
-                unavailable = self._unavailable(exc)
-                if unavailable is None:
-                    raise
-                raise unavailable from exc
+                    cur.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield cur
+                        cur.execute("COMMIT")
+                    except BaseException:
+                        self._rollback()
+                        raise
+                except DatabaseError as exc:
+                    unavailable = self._unavailable(exc)
+                    if unavailable is None:
+                        raise
+                    raise unavailable from exc
+                finally:
+                    cur.close()
             finally:
-                cur.close()
+                self._gate.release()
         self.write_fault = None
         self._tx_total.inc()
 
@@ -214,6 +229,8 @@ class SqliteCheckpointer(SqliteSaver):
         start = perf_counter()
         try:
             return fn(*args)
+        except _AbandonedWrite:
+            raise  # its caller already answered 503 and counted it
         except StorageBusyError:
             metrics.STORAGE_BUSY_ERRORS.labels(backend=BACKEND, operation=operation).inc()
             raise
@@ -232,14 +249,41 @@ class SqliteCheckpointer(SqliteSaver):
         return await loop.run_in_executor(self._read_pool, self._timed, operation, fn, args)
 
     async def run_write(self, operation: str, fn: Callable[..., T], *args: Any) -> T:
+        """Queue a write; 503 if it cannot start within busy_timeout (nothing written).
+
+        Once a write has started it runs to its end (bounded by SQLite's busy_timeout),
+        so a client is never told "not written" about a write that then lands.
+        """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._write_pool, self._timed, operation, fn, args)
+        ticket = WriteTicket()
+        future = loop.run_in_executor(
+            self._write_pool, self._timed_ticket, ticket, operation, fn, args
+        )
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self._write_wait_s)
+        except TimeoutError:
+            if ticket.cancel():
+                metrics.STORAGE_BUSY_ERRORS.labels(backend=BACKEND, operation=operation).inc()
+                raise StorageBusyError(
+                    FAULT_MESSAGES["busy"], retry_after_s=self.retry_after_s
+                ) from None
+            return await future
+
+    def _timed_ticket(
+        self, ticket: WriteTicket, operation: str, fn: Callable[..., T], args: tuple[Any, ...]
+    ) -> T:
+        self._ticket.current = ticket
+        try:
+            return self._timed(operation, fn, args)
+        finally:
+            self._ticket.current = None
 
     def close(self) -> None:
         self._read_pool.shutdown(wait=True)
         self._write_pool.shutdown(wait=True)
         self.conn.close()
         self.writer.close()
+        self._gate.close()
 
     # --- sync writes --------------------------------------------------------------
     def put(
