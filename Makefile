@@ -5,13 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: venv run test test-fast lint format lock init-db backup stats integrity-check \
-        checkpoint-wal vacuum fuzz loadtest bench clean
+        checkpoint-wal vacuum fuzz loadtest bench test-docker up down logs clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -19,8 +19,8 @@ venv: $(STAMP)
 run: venv ## start the service: several workers, offline model, SQLite under data/
 	$(BIN)/python -m service serve
 
-test: venv ## the whole suite, against real multi-worker servers
-	$(BIN)/python -m pytest
+test: venv ## the whole suite, against real multi-worker servers (Docker: make test-docker)
+	$(BIN)/python -m pytest -m "not docker"
 
 test-fast: venv
 	$(BIN)/python -m pytest tests/unit tests/persistence
@@ -38,6 +38,18 @@ lock: venv ## re-pin the dependency tree after editing requirements.in
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^pysqlite3' > requirements.lock.tmp
 	echo 'pysqlite3==0.6.1 ; platform_machine == "x86_64" or sys_platform == "darwin"' >> requirements.lock.tmp
 	mv requirements.lock.tmp requirements.lock
+
+test-docker: venv ## Docker bundle smoke test; starts the sandbox engine if none is reachable
+	deploy/docker-smoke.sh
+
+up: ## build and start app, Prometheus and Grafana
+	docker compose up -d --build
+
+down: ## stop and remove the containers (data stays in the volumes)
+	docker compose down
+
+logs:
+	docker compose logs -f --tail=200
 
 init-db: venv
 	$(BIN)/python -m service init-db

@@ -24,6 +24,12 @@ from prometheus_client import (
 
 PREFIX = "booking_agent"
 
+# A command-line tool started with PROMETHEUS_MULTIPROC_DIR set (inherited from the
+# server's environment) must not crash because only Gunicorn creates the folder.
+_multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _multiproc_dir:
+    os.makedirs(_multiproc_dir, exist_ok=True)
+
 # From about 50 µs (a small WAL commit) to several seconds (lock waits).
 STORAGE_BUCKETS = (
     0.00005,

@@ -7,6 +7,7 @@ start with a message that names the setting, instead of failing on first use.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import zoneinfo
 from functools import lru_cache
@@ -228,9 +229,13 @@ def format_validation_error(exc: ValidationError) -> str:
 
 
 def load_settings() -> Settings:
-    """Build settings, turning a validation error into a readable start failure."""
+    """Build settings, turning a validation error into a readable start failure.
+
+    `SECRETS_DIR` (e.g. /run/secrets) adds files named after settings as a source,
+    such as `metrics_token`, so secrets need not sit in the environment.
+    """
     try:
-        return Settings()
+        return Settings(_secrets_dir=os.environ.get("SECRETS_DIR") or None)
     except ValidationError as exc:
         raise SettingsError(format_validation_error(exc)) from None
 

@@ -104,9 +104,16 @@ def scrape(base_url: str) -> Scrape:
     return Scrape.parse(response.text)
 
 
-def turn(base_url: str, thread_id: str, text: str = GREETING, **options: Any) -> dict:
+def turn(
+    base_url: str,
+    thread_id: str,
+    text: str = GREETING,
+    *,
+    api_key: str | None = None,
+    **options: Any,
+) -> dict:
     """One run on its own client, so on its own connection (and maybe another worker)."""
-    client = get_sync_client(url=base_url, timeout=60)
+    client = get_sync_client(url=base_url, timeout=60, api_key=api_key)
     try:
         return client.runs.wait(
             thread_id,

@@ -28,12 +28,16 @@ from tests.observability.support import (
     finite_values,
     metric_names,
     require_binary,
-    turn,
+)
+from tests.observability.support import (
+    turn as _turn,
 )
 from tests.support.server import ServerProcess, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
+API_KEY = "observability-test-key-0123456789"
+METRICS_TOKEN = "observability-metrics-token-0123"
 LOAD_SECONDS = 10.0
 TURNS = 36
 
@@ -57,13 +61,14 @@ class Prometheus:
         return self.log_path.read_text(errors="replace")
 
 
-def scrape_config(target: str) -> dict[str, Any]:
-    """deploy/prometheus/prometheus.yml, scraping `target` every second."""
+def scrape_config(target: str, token_file: Path) -> dict[str, Any]:
+    """deploy/prometheus/prometheus.yml, scraping `target` every second with our token."""
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
     config["rule_files"] = [str(PROMETHEUS_CONFIG.parent / path) for path in config["rule_files"]]
     (job,) = [job for job in config["scrape_configs"] if job["job_name"] == JOB]
     job["static_configs"] = [{"targets": [target]}]
+    job["authorization"]["credentials_file"] = str(token_file)
     return config
 
 
@@ -74,7 +79,14 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     srv = ServerProcess(
         tmp_path_factory.mktemp("app"),
         workers=2,
-        env={"OFFLINE_LLM_LATENCY_MS": "150", "MAINTENANCE_INTERVAL_S": "2"},
+        env={
+            "OFFLINE_LLM_LATENCY_MS": "150",
+            "MAINTENANCE_INTERVAL_S": "2",
+            # As in compose: keys on, Prometheus scrapes with the metrics token.
+            "AUTH_ENABLED": "true",
+            "API_KEYS": f"test:{API_KEY}",
+            "METRICS_TOKEN": METRICS_TOKEN,
+        },
     )
     srv.start()
     try:
@@ -93,7 +105,11 @@ def prometheus(
     binary = require_binary("prometheus")
     workdir = tmp_path_factory.mktemp("prometheus")
     config = workdir / "prometheus.yml"
-    config.write_text(yaml.safe_dump(scrape_config(f"127.0.0.1:{app.port}"), sort_keys=False))
+    token = workdir / "metrics-token"
+    token.write_text(METRICS_TOKEN)
+    config.write_text(
+        yaml.safe_dump(scrape_config(f"127.0.0.1:{app.port}", token), sort_keys=False)
+    )
     port = free_port()
     log_path = workdir / "prometheus.log"
     with log_path.open("wb") as log:
@@ -133,6 +149,10 @@ def wait_ready(server: Prometheus, timeout: float = 30) -> None:
             pass
         time.sleep(0.1)
     pytest.fail(f"prometheus did not become ready:\n{server.log()}")
+
+
+def turn(base_url: str, thread_id: str, text: str = GREETING, **options: Any) -> dict:
+    return _turn(base_url, thread_id, text, api_key=API_KEY, **options)
 
 
 def overlapping_turns(base_url: str) -> int:
