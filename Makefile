@@ -74,6 +74,7 @@ loadtest: venv ## Locust 10→100 users against a fresh multi-worker server (LOA
 
 bench: venv ## what each checkpointer setting costs per turn (BENCH_* variables, or ARGS=--quick)
 	$(BIN)/python loadtest/bench.py $(ARGS)
+	$(BIN)/python loadtest/long_conversation.py
 
 fuzz: venv ## schemathesis against the real server, longer than in `make test`
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-200} $(BIN)/python -m pytest tests/fuzz -q
