@@ -81,8 +81,8 @@ def run(name: str, env: dict[str, str], turns: int) -> dict[str, object]:
                 latencies.append((time.perf_counter() - started) * 1000)
         stored = stored_bytes(srv.db_path, thread_id)
         messages = message_bytes(srv.base_url, thread_id)
-    early = statistics.median(latencies[2:9])
-    late = statistics.median(latencies[-7:])
+    early = statistics.median(latencies[2:12])
+    late = statistics.median(latencies[-10:])
     return {
         "configuration": name,
         "stored": stored,

@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     openai_base_url: str = ""
     offline_llm_latency_ms: int = Field(0, ge=0, le=60_000)
     tool_max_retries: int = Field(2, ge=0, le=10)
+    model_context_messages: int = Field(40, ge=2, le=10_000)
 
     # --- booking schedule ------------------------------------------------------------
     booking_services: Annotated[list[str], NoDecode] = [

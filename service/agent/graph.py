@@ -72,6 +72,20 @@ def last_tool_results(messages: Sequence[BaseMessage]) -> list[ToolMessage]:
     return results[::-1]
 
 
+def context_window(messages: Sequence[BaseMessage], limit: int) -> list[BaseMessage]:
+    """The last `limit` messages, starting at a user message (no orphaned tool result).
+
+    The model sees a bounded window, so a turn costs the same at message 20 and at 2000;
+    the stored conversation keeps every message.
+    """
+    if len(messages) <= limit:
+        return list(messages)
+    start = len(messages) - limit
+    while start < len(messages) - 1 and not isinstance(messages[start], HumanMessage):
+        start += 1
+    return list(messages[start:])
+
+
 def answer_dangling_tool_calls(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
     """Give every tool call a result, so a run cut off mid-step cannot wedge the thread.
 
@@ -140,7 +154,9 @@ def build_graph(
         instruction = None if new_turn else state.get("retry_instruction")
         exhausted = retries > limit
         prompt: list[BaseMessage] = [SystemMessage(system_prompt(settings, clock()))]
-        prompt += answer_dangling_tool_calls(messages)
+        prompt += answer_dangling_tool_calls(
+            context_window(messages, settings.model_context_messages)
+        )
         if instruction:
             prompt.append(SystemMessage(instruction))
         started = time.perf_counter()

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, HTTPException
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from service.api.assistants import known_assistant
 from service.api.auth import Caller
 from service.api.deps import State, ThreadId
+from service.api.encoding import encode, json_response
 from service.api.limits import check_metadata
 from service.api.schemas import ERROR_RESPONSES, RunCreate
 
@@ -40,7 +40,7 @@ async def run_wait(
     """Run one turn and return the thread's final values."""
     _check_request(body, state)
     prepared = await state.runs.prepare(thread_id, body, caller.owner)
-    return await state.runs.wait(prepared)
+    return json_response(await state.runs.wait(prepared))
 
 
 @router.post(
@@ -56,7 +56,7 @@ async def run_stream(
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         async for event, data in state.runs.stream(prepared):
-            yield ServerSentEvent(data=orjson.dumps(data).decode(), event=event)
+            yield ServerSentEvent(data=encode(data).decode(), event=event)
 
     return EventSourceResponse(
         events(),

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response
 
 from service.api.auth import OWNER_KEY, Caller, Principal
 from service.api.deps import AppState, State, ThreadId
+from service.api.encoding import json_response
 from service.api.limits import check_metadata
 from service.api.schemas import (
     ERROR_RESPONSES,
@@ -118,11 +119,10 @@ async def get_thread(thread_id: ThreadId, state: State, caller: Caller) -> dict[
     snapshot = await state.graph.aget_state(_config(thread_id))
     interrupts = {task.id: to_jsonable(list(task.interrupts)) for task in snapshot.tasks}
     interrupts = {key: value for key, value in interrupts.items() if value}
-    return thread_body(
-        record,
-        thread_status(state, record, bool(interrupts)),
-        to_jsonable(snapshot.values),
-        interrupts,
+    return json_response(
+        thread_body(
+            record, thread_status(state, record, bool(interrupts)), snapshot.values, interrupts
+        )
     )
 
 
@@ -141,7 +141,7 @@ async def delete_thread(thread_id: ThreadId, state: State, caller: Caller) -> Re
 @router.get("/{thread_id}/state")
 async def get_state(thread_id: ThreadId, state: State, caller: Caller) -> dict[str, Any]:
     await owned_thread(state, caller, thread_id)
-    return snapshot_to_state(await state.graph.aget_state(_config(thread_id)))
+    return json_response(snapshot_to_state(await state.graph.aget_state(_config(thread_id))))
 
 
 @router.post("/{thread_id}/history")
@@ -158,4 +158,4 @@ async def get_history(
         before=_config(thread_id, before) if before else None,
         filter=body.metadata or None,
     )
-    return [snapshot_to_state(snapshot) async for snapshot in history]
+    return json_response([snapshot_to_state(snapshot) async for snapshot in history])

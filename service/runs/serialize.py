@@ -59,7 +59,7 @@ def snapshot_to_state(snapshot: StateSnapshot) -> dict[str, Any]:
         for task in snapshot.tasks
     ]
     return {
-        "values": to_jsonable(snapshot.values),
+        "values": snapshot.values,
         "next": list(snapshot.next),
         "checkpoint": checkpoint_ref(snapshot.config),
         "metadata": to_jsonable(snapshot.metadata or {}),

@@ -22,7 +22,6 @@ from service import metrics
 from service.api.schemas import RunCreate
 from service.persistence.base import Persistence
 from service.persistence.errors import StorageUnavailableError, ThreadNotFoundError
-from service.runs.serialize import to_jsonable
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -195,12 +194,11 @@ class RunService:
         }
 
     async def wait(self, prepared: PreparedRun) -> dict[str, Any]:
-        """Run to the end and return the final state values."""
+        """Run to the end and return the final state values (LangGraph objects)."""
         async with prepared.stack, self._tracked(prepared):
-            result = await self.graph.ainvoke(
+            return await self.graph.ainvoke(
                 prepared.graph_input, prepared.config, durability=prepared.durability
             )
-        return to_jsonable(result)
 
     async def stream(self, prepared: PreparedRun) -> AsyncIterator[tuple[str, Any]]:
         """(event, data) pairs: `metadata`, the requested modes, then `end` or `error`."""
@@ -215,7 +213,7 @@ class RunService:
                         stream_mode=modes,
                         durability=prepared.durability,
                     ):
-                        yield mode, to_jsonable(chunk)
+                        yield mode, chunk
             except (StorageUnavailableError, RunTimeoutError) as exc:
                 yield "error", {"error": type(exc).__name__, "message": str(exc)}
                 return
