@@ -47,8 +47,12 @@ class ThreadWaitTimeoutError(ThreadBusyError):
 class ThreadGuard(Protocol):
     """What the run lifecycle needs from a guard; each backend provides one."""
 
-    def hold(self, thread_id: str, *, wait: bool, timeout_s: float) -> AsyncIterator[None]:
-        """Async context manager: hold the thread, waiting up to `timeout_s` if `wait`."""
+    def hold(self, thread_id: str, *, wait: bool, timeout_s: float) -> AsyncIterator[bool | None]:
+        """Async context manager: hold the thread, waiting up to `timeout_s` if `wait`.
+
+        It yields whether it had to wait (None: unknown), so a caller can skip
+        re-reading state that cannot have changed.
+        """
         ...
 
     def is_busy(self, thread_id: str) -> bool:
@@ -118,7 +122,7 @@ class FileLockGuard:
         return struct.unpack(_FLOCK, answer)[0] != fcntl.F_UNLCK
 
     @asynccontextmanager
-    async def hold(self, thread_id: str, *, wait: bool, timeout_s: float) -> AsyncIterator[None]:
+    async def hold(self, thread_id: str, *, wait: bool, timeout_s: float) -> AsyncIterator[bool]:
         deadline = time.monotonic() + timeout_s
         started = time.perf_counter()
         waited = False
@@ -150,7 +154,7 @@ class FileLockGuard:
                     metrics.GUARD_WAITS.inc()
                     metrics.GUARD_WAIT_SECONDS.observe(time.perf_counter() - started)
                 try:
-                    yield
+                    yield waited
                 finally:
                     self._unlock(offset)
             finally:

@@ -154,7 +154,7 @@ class RunService:
             durability=request.durability or self.settings.checkpoint_durability,
             stream_modes=request.stream_modes(),
         )
-        await prepared.stack.enter_async_context(
+        waited = await prepared.stack.enter_async_context(
             self.persistence.guard.hold(
                 thread_id,
                 wait=strategy == "enqueue",
@@ -167,7 +167,7 @@ class RunService:
                 created, _ = await self.persistence.create_thread(thread_id, metadata, "do_nothing")
                 if not _owned(created.metadata, owner):
                     raise ThreadNotFoundError(thread_id)
-            elif await self.persistence.get_thread(thread_id) is None:
+            elif waited is not False and await self.persistence.get_thread(thread_id) is None:
                 # Deleted while this run waited its turn.
                 raise ThreadNotFoundError(thread_id)
         except BaseException:
