@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import metrics
-from service.agent.bookings import BookingStore
+from service.agent.bookings import open_booking_store
 from service.agent.graph import build_graph
 from service.agent.model import build_model
 from service.agent.tools import build_tools
@@ -39,7 +39,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # interval than Python's 5 ms lets a finished commit report back sooner.
     sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
     persistence = open_persistence(settings)
-    bookings = BookingStore(settings.appointments_db_path, settings)
+    opener = getattr(persistence, "aopen", None)
+    if opener is not None:  # PostgreSQL: its pools open in this worker's event loop
+        await opener()
+    bookings = open_booking_store(settings)
     graph = build_graph(build_model(settings), build_tools(bookings, settings), settings).compile(
         checkpointer=persistence.checkpointer, name="agent"
     )

@@ -1,24 +1,28 @@
-"""Appointments in their own SQLite file, shared safely by every worker process.
+"""Appointments, shared safely by every worker process (and every host, on PostgreSQL).
 
 The schedule rules live in `Settings`; the database enforces the one rule that
 must hold across processes: a partial UNIQUE index lets only one confirmed
-appointment exist per (service, start). Writes take the write lock up front
-(`BEGIN IMMEDIATE`), so the read-check-insert of a booking is atomic.
+appointment exist per (service, start). A booking runs in one exclusive write
+transaction (`BookingDatabase.write`: SQLite's `BEGIN IMMEDIATE`, PostgreSQL's
+advisory transaction lock), so its read-check-insert is atomic. Appointments live
+in their own SQLite file, or in PostgreSQL when CHECKPOINTER=postgres.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import secrets
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from service.persistence import sqlite_driver
+from service.agent.booking_db import (
+    SQLITE_SCHEMA,
+    BookingBusyError,
+    BookingDatabase,
+    SqliteBookingDatabase,
+)
 from service.settings import Settings
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I: read aloud safely
@@ -26,28 +30,7 @@ CODE_LENGTH = 6
 MAX_ALTERNATIVES = 3
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
-SCHEMA = (
-    """
-    CREATE TABLE IF NOT EXISTS appointments (
-        id INTEGER PRIMARY KEY,
-        confirmation_code TEXT UNIQUE NOT NULL,
-        service TEXT NOT NULL,
-        starts_at TEXT NOT NULL,
-        customer_name TEXT NOT NULL,
-        contact TEXT NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('confirmed', 'cancelled')),
-        idempotency_key TEXT UNIQUE,
-        created_at TEXT NOT NULL,
-        cancelled_at TEXT
-    )
-    """,
-    """
-    CREATE UNIQUE INDEX IF NOT EXISTS appointments_one_per_slot
-        ON appointments (service, starts_at) WHERE status = 'confirmed'
-    """,
-    "CREATE INDEX IF NOT EXISTS appointments_by_contact ON appointments (contact, starts_at)",
-    "CREATE INDEX IF NOT EXISTS appointments_by_start ON appointments (starts_at)",
-)
+SCHEMA = SQLITE_SCHEMA  # the SQLite tables; PostgreSQL's are in booking_pg
 
 _COLUMNS = (
     "confirmation_code, service, starts_at, customer_name, contact, status, "
@@ -57,10 +40,6 @@ _COLUMNS = (
 
 class BookingError(ValueError):
     """A request the schedule cannot accept; the message is meant for the customer."""
-
-
-class BookingBusyError(RuntimeError):
-    """The database stayed locked past busy_timeout; retrying later may succeed."""
 
 
 @dataclass(frozen=True)
@@ -138,78 +117,40 @@ def new_code() -> str:
 
 
 class BookingStore:
-    """Appointments in SQLite: one connection per process, shared by threads under a lock."""
+    """Appointments and the schedule rules; `database` supplies connections (SQLite by default)."""
 
     def __init__(
         self,
-        path: Path | str,
+        path: Path | str | None,
         settings: Settings,
         *,
         now: Callable[[], dt.datetime] | None = None,
+        database: BookingDatabase | None = None,
     ) -> None:
-        self.path = Path(path)
+        if database is None:
+            if path is None:
+                raise ValueError("BookingStore needs a SQLite path or a database")
+            database = SqliteBookingDatabase(path, settings)
+        self.path = Path(path) if path is not None else None
+        self.db = database
         self.settings = settings
         self.tz = settings.tz
         self._now = now or (lambda: dt.datetime.now(self.tz))
-        self._lock = threading.Lock()
-        self._conn: Any = None
-        self._conn_pid: int | None = None
 
     # --- connection and transactions ---------------------------------------------
-    def _connection(self) -> Any:
-        # A connection must never cross fork(); a child opens its own.
-        if self._conn is None or self._conn_pid != os.getpid():
-            self._conn = sqlite_driver.connect(self.path, self.settings)
-            self._conn_pid = os.getpid()
-        return self._conn
+    def _write(self) -> Any:
+        """One exclusive write transaction; rolled back on any exception."""
+        return self.db.write()
 
-    @contextmanager
-    def _write(self) -> Iterator[Any]:
-        """`BEGIN IMMEDIATE` ... `COMMIT`, with `ROLLBACK` on any exception."""
-        with self._lock:
-            conn = self._connection()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite_driver.OperationalError as exc:
-                if sqlite_driver.is_busy_error(exc):
-                    raise BookingBusyError(
-                        "The booking system is busy right now; please try again shortly."
-                    ) from exc
-                raise
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-
-    @contextmanager
-    def _read(self) -> Iterator[Any]:
-        with self._lock:
-            yield self._connection()
+    def _read(self) -> Any:
+        return self.db.read()
 
     def init_schema(self) -> None:
         """Create the tables; idempotent, and leaves no connection open (fork-safe)."""
-        conn = sqlite_driver.connect(self.path, self.settings)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in SCHEMA:
-                    conn.execute(statement)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        finally:
-            conn.close()
+        self.db.init_schema()
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None and self._conn_pid == os.getpid():
-                self._conn.close()
-            self._conn = None
-            self._conn_pid = None
+        self.db.close()
 
     # --- schedule rules ----------------------------------------------------------
     def now(self) -> dt.datetime:
@@ -415,18 +356,16 @@ class BookingStore:
         created_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         for _ in range(20):
             code = new_code()
-            try:
-                conn.execute(
-                    "INSERT INTO appointments (confirmation_code, service, starts_at, "
-                    "customer_name, contact, status, idempotency_key, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, 'confirmed', ?, ?)",
-                    (code, service, self._key(start), name, contact, idempotency_key, created_at),
-                )
-            except sqlite_driver.sqlite3.IntegrityError as exc:
-                if "confirmation_code" in str(exc):
-                    continue  # a one-in-a-billion collision: draw again
-                raise
-            return Appointment(code, service, start, name, contact, "confirmed", created_at)
+            inserted = self.db.insert_unless_code_taken(
+                conn,
+                "INSERT INTO appointments (confirmation_code, service, starts_at, "
+                "customer_name, contact, status, idempotency_key, created_at) "
+                "VALUES (?, ?, ?, ?, ?, 'confirmed', ?, ?)",
+                (code, service, self._key(start), name, contact, idempotency_key, created_at),
+            )
+            if inserted:
+                return Appointment(code, service, start, name, contact, "confirmed", created_at)
+            # A one-in-a-billion collision of confirmation codes: draw again.
         raise RuntimeError("could not draw a unique confirmation code")
 
     def cancel(self, code: str) -> Appointment:
@@ -479,3 +418,26 @@ class BookingStore:
     def get(self, code: str) -> Appointment | None:
         with self._read() as conn:
             return self._find(conn, "confirmation_code", code.strip().upper())
+
+
+def open_booking_store(
+    settings: Settings, *, now: Callable[[], dt.datetime] | None = None
+) -> BookingStore:
+    """The store for the configured backend: PostgreSQL with CHECKPOINTER=postgres, else SQLite."""
+    if settings.checkpointer == "postgres":
+        from service.agent.booking_pg import PostgresBookingDatabase
+
+        database = PostgresBookingDatabase(settings.database_url, settings)
+        return BookingStore(None, settings, now=now, database=database)
+    return BookingStore(settings.appointments_db_path, settings, now=now)
+
+
+__all__ = [
+    "SCHEMA",
+    "Appointment",
+    "BookingBusyError",
+    "BookingError",
+    "BookingResult",
+    "BookingStore",
+    "open_booking_store",
+]

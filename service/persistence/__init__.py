@@ -15,20 +15,25 @@ def prepare_storage(settings: Settings) -> None:
 
     Opens and closes its own connections, so no connection crosses the fork.
     """
-    from service.agent.bookings import BookingStore
+    from service.agent.bookings import open_booking_store
     from service.persistence.sqlite_driver import (
         DRIVER_NAME,
         SQLITE_VERSION,
         check_sqlite_version,
     )
 
-    log.info("SQLite library %s (driver %s)", SQLITE_VERSION, DRIVER_NAME)
-    check_sqlite_version(settings)
+    if settings.checkpointer == "postgres":  # no SQLite file is used at all
+        from service.persistence.postgres_schema import init_postgres
+
+        init_postgres(settings.database_url)
+    else:
+        log.info("SQLite library %s (driver %s)", SQLITE_VERSION, DRIVER_NAME)
+        check_sqlite_version(settings)
     if settings.checkpointer == "sqlite":
         from service.persistence.sqlite_schema import init_database
 
         init_database(settings.checkpoints_db_path, settings)
-    store = BookingStore(settings.appointments_db_path, settings)
+    store = open_booking_store(settings)
     try:
         store.init_schema()
     finally:
@@ -49,4 +54,8 @@ def open_persistence(settings: Settings) -> Persistence:
         from service.persistence.stock_sqlite_backend import StockSqlitePersistence
 
         return StockSqlitePersistence(settings)
+    if settings.checkpointer == "postgres":
+        from service.persistence.postgres_backend import PostgresPersistence
+
+        return PostgresPersistence(settings)
     raise NotImplementedError(f"CHECKPOINTER={settings.checkpointer} is not available yet")

@@ -63,7 +63,10 @@ def new_pool(
         check=AsyncConnectionPool.check_connection,
         reset=reset,
         timeout=settings.postgres_pool_timeout_s,
-        reconnect_timeout=60.0,
+        # Reconnection attempts back off exponentially; giving up after a few seconds
+        # restarts them at once on the next request, so recovery lags an outage by
+        # seconds, not minutes.
+        reconnect_timeout=max(5.0, settings.postgres_pool_timeout_s),
         name=role,
         open=False,
     )
@@ -97,10 +100,12 @@ def mapped_errors(retry_after_s: int) -> Iterator[None]:
 
 
 @asynccontextmanager
-async def pooled(pool: AsyncConnectionPool, retry_after_s: int) -> AsyncIterator[AsyncConnection]:
+async def pooled(
+    pool: AsyncConnectionPool, retry_after_s: int, *, timeout: float | None = None
+) -> AsyncIterator[AsyncConnection]:
     """A connection from the pool; outages and pool timeouts become StorageUnavailableError."""
     with mapped_errors(retry_after_s):
-        async with pool.connection() as conn:
+        async with pool.connection(timeout=timeout) as conn:
             yield conn
 
 

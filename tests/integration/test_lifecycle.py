@@ -1,4 +1,8 @@
-"""Data lifecycle: linear storage, retention and TTL, one sweeper, bounded WAL, backup."""
+"""Data lifecycle: linear storage, retention and TTL, one sweeper, bounded WAL, backup.
+
+Linear storage and the single sweeper run on both backends; the WAL, VACUUM and
+backup tests are about the SQLite file (PostgreSQL's sweeps: tests/persistence).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,17 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
+import psycopg
 import pytest
+from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph_sdk import get_sync_client
+from psycopg.rows import dict_row
 
+from service.persistence.postgres_schema import LEADER_LOCK, LOCK_CLASS
 from service.persistence.sqlite_driver import sqlite3
 from service.persistence.sqlite_maintenance import stats, sweep
 from service.persistence.sqlite_saver import SqliteCheckpointer
@@ -43,27 +52,52 @@ def turn(base: str, thread_id: str, text: str) -> httpx.Response:
     )
 
 
-def test_hundred_turn_conversation_stores_linear_size(tmp_path: Path) -> None:
-    with ServerProcess(tmp_path, workers=2) as srv:
+def _stored_sqlite(db_path: Path, tid: str) -> tuple[int, Any]:
+    conn = sqlite3.connect(str(db_path))
+    stored = conn.execute(
+        "SELECT coalesce(sum(length(checkpoint) + length(metadata)), 0) FROM checkpoints "
+        "WHERE thread_id = ?",
+        (tid,),
+    ).fetchone()[0]
+    stored += conn.execute(
+        "SELECT coalesce(sum(length(value)), 0) FROM writes WHERE thread_id = ?", (tid,)
+    ).fetchone()[0]
+    conn.close()
+    saver = SqliteCheckpointer(db_path, Settings(_env_file=None))
+    latest = saver.get_tuple({"configurable": {"thread_id": tid, "checkpoint_ns": ""}})
+    saver.close()
+    return stored, latest
+
+
+def _stored_postgres(database_url: str, tid: str) -> tuple[int, Any]:
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+        stored = conn.execute(
+            "SELECT (SELECT coalesce(sum(octet_length(checkpoint::text) "
+            "+ octet_length(metadata::text)), 0) FROM checkpoints WHERE thread_id = %(t)s) "
+            "+ (SELECT coalesce(sum(octet_length(blob)), 0) FROM checkpoint_blobs "
+            "WHERE thread_id = %(t)s) "
+            "+ (SELECT coalesce(sum(octet_length(blob)), 0) FROM checkpoint_writes "
+            "WHERE thread_id = %(t)s) AS stored",
+            {"t": tid},
+        ).fetchone()["stored"]
+        latest = PostgresSaver(conn).get_tuple({"configurable": {"thread_id": tid}})
+    return int(stored), latest
+
+
+def test_hundred_turn_conversation_stores_linear_size(
+    tmp_path: Path, backend_env: dict[str, str]
+) -> None:
+    with ServerProcess(tmp_path, workers=2, env=backend_env) as srv:
         tid = str(uuid.uuid4())
         latencies = []
         for i in range(100):
             started = time.perf_counter()
             assert turn(srv.base_url, tid, f"What services do you offer? ({i})").status_code == 200
             latencies.append(time.perf_counter() - started)
-        conn = sqlite3.connect(str(srv.db_path))
-        stored = conn.execute(
-            "SELECT coalesce(sum(length(checkpoint) + length(metadata)), 0) FROM checkpoints "
-            "WHERE thread_id = ?",
-            (tid,),
-        ).fetchone()[0]
-        stored += conn.execute(
-            "SELECT coalesce(sum(length(value)), 0) FROM writes WHERE thread_id = ?", (tid,)
-        ).fetchone()[0]
-        conn.close()
-        saver = SqliteCheckpointer(srv.db_path, Settings(_env_file=None))
-        latest = saver.get_tuple({"configurable": {"thread_id": tid, "checkpoint_ns": ""}})
-        saver.close()
+        if "DATABASE_URL" in backend_env:
+            stored, latest = _stored_postgres(backend_env["DATABASE_URL"], tid)
+        else:
+            stored, latest = _stored_sqlite(srv.db_path, tid)
         messages = latest.checkpoint["channel_values"]["messages"]
         assert len([m for m in messages if m.type == "human"]) == 100
         message_bytes = len(JsonPlusSerializer().dumps_typed(messages)[1])
@@ -172,6 +206,18 @@ def test_ttl_and_keep_latest_remove_exactly_what_they_should(tmp_path: Path) -> 
     assert path.stat().st_size < size_before
 
 
+def _pg_leader_pid(database_url: str) -> int | None:
+    """The worker whose session holds the leader's advisory lock (its name carries the pid)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 "
+            "AND l.classid = %s AND l.objid = %s",
+            (LOCK_CLASS, LEADER_LOCK),
+        ).fetchone()
+    return int(row[0].rsplit(":", 1)[1]) if row else None
+
+
 def _leader_pid(leader_file: Path) -> int | None:
     inode = os.stat(leader_file).st_ino
     for line in Path("/proc/locks").read_text().splitlines():
@@ -187,21 +233,34 @@ def _leader_sum(base: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def test_one_sweeper_across_workers_and_takeover_after_sigkill(tmp_path: Path) -> None:
-    env = {"MAINTENANCE_INTERVAL_S": "1"}
+def test_one_sweeper_across_workers_and_takeover_after_sigkill(
+    tmp_path: Path, backend_env: dict[str, str]
+) -> None:
+    env = {"MAINTENANCE_INTERVAL_S": "1", **backend_env}
     with ServerProcess(tmp_path, workers=4, env=env) as srv:
-        leader_file = srv.db_path.with_name(srv.db_path.name + ".leader")
+        if "DATABASE_URL" in backend_env:
+            url = backend_env["DATABASE_URL"]
+
+            def leader_pid() -> int | None:
+                return _pg_leader_pid(url)
+
+        else:
+            leader_file = srv.db_path.with_name(srv.db_path.name + ".leader")
+
+            def leader_pid() -> int | None:
+                return _leader_pid(leader_file) if leader_file.exists() else None
+
         deadline = time.monotonic() + 10
-        while _leader_pid(leader_file) is None:
+        while leader_pid() is None:
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        first = _leader_pid(leader_file)
+        first = leader_pid()
         assert first in srv.worker_pids()
         time.sleep(1.5)
         assert _leader_sum(srv.base_url) == 1.0
         os.kill(first, signal.SIGKILL)
         killed = time.monotonic()
-        while (leader := _leader_pid(leader_file)) in (None, first):
+        while (leader := leader_pid()) in (None, first):
             assert time.monotonic() - killed < 10, "no worker took over maintenance"
             time.sleep(0.1)
         print(f"maintenance handed over in {time.monotonic() - killed:.2f} s")

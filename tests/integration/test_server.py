@@ -1,4 +1,8 @@
-"""The foundation's promises, checked on a real Gunicorn with several workers."""
+"""The foundation's promises, checked on a real Gunicorn with several workers.
+
+Tests of the SQLite file itself (WAL mode, connection PRAGMAs) run on SQLite only;
+the rest run on both backends.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ def humans(values: dict) -> list[str]:
     return [m["content"] for m in values["messages"] if m["type"] == "human"]
 
 
+@pytest.mark.backends("sqlite")
 def test_database_file_is_in_wal_mode(server: ServerProcess) -> None:
     say(get_sync_client(url=server.base_url), str(uuid.uuid4()), "hello")
     conn = sqlite3.connect(str(server.db_path))
@@ -50,6 +55,7 @@ def test_database_file_is_in_wal_mode(server: ServerProcess) -> None:
     assert Path(f"{server.db_path}-wal").exists()
 
 
+@pytest.mark.backends("sqlite")
 def test_workers_connections_use_production_settings(server: ServerProcess) -> None:
     """Read back from the workers' own connections, through /info, from every worker."""
     seen: dict[int, dict] = {}
@@ -70,8 +76,10 @@ def test_workers_connections_use_production_settings(server: ServerProcess) -> N
 
 
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])
-def test_conversation_survives_restart(tmp_path: Path, how: str) -> None:
-    srv = ServerProcess(tmp_path, workers=2).start()
+def test_conversation_survives_restart(
+    tmp_path: Path, how: str, backend: str, backend_env: dict[str, str]
+) -> None:
+    srv = ServerProcess(tmp_path, workers=2, env=backend_env).start()
     tid = str(uuid.uuid4())
     try:
         client = get_sync_client(url=srv.base_url)
@@ -82,16 +90,17 @@ def test_conversation_survives_restart(tmp_path: Path, how: str) -> None:
             assert srv.stop(signal.SIGTERM) == 0
         else:
             srv.kill()
-    again = ServerProcess(tmp_path, workers=2, port=srv.port).start()
+    again = ServerProcess(tmp_path, workers=2, port=srv.port, env=backend_env).start()
     try:
         client = get_sync_client(url=again.base_url)
         before = client.threads.get_state(tid)["values"]
         assert humans(before) == ["Quiero agendar una cita", "corte de pelo"]
         after = say(client, tid, "mañana a las 11")
         assert humans(after) == ["Quiero agendar una cita", "corte de pelo", "mañana a las 11"]
-        check = sqlite3.connect(str(again.db_path))
-        assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        check.close()
+        if backend == "sqlite":
+            check = sqlite3.connect(str(again.db_path))
+            assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            check.close()
     finally:
         again.stop()
 
@@ -112,7 +121,7 @@ def _worker_request_counts(base_url: str) -> dict[str, float]:
     return {pid: float(value) for pid, value in re.findall(pattern, text)}
 
 
-async def test_ten_users_at_once(server: ServerProcess) -> None:
+async def test_ten_users_at_once(server: ServerProcess, backend: str) -> None:
     turns = ["Hola, quiero una cita", "para una manicura", "el viernes a las 10"]
     before = _worker_request_counts(server.base_url)
 
@@ -132,6 +141,11 @@ async def test_ten_users_at_once(server: ServerProcess) -> None:
     results = await asyncio.gather(*(user(i) for i in range(10)))
     for index, history in enumerate(results):
         assert history == [f"{text} ({index})" for text in turns]
+    if backend != "sqlite":
+        # How the kernel spreads ten near-simultaneous connections over the workers is
+        # Gunicorn's business, not the store's, and one idle worker that wakes first
+        # may accept them all: checked once, on SQLite.
+        return
     after = _worker_request_counts(server.base_url)
     served = [pid for pid, count in after.items() if count > before.get(pid, 0)]
     assert len(served) >= 2, f"all requests went to one worker: {after}"

@@ -1,4 +1,8 @@
-"""No lost turns: concurrent runs on one thread, from several processes and workers."""
+"""No lost turns: concurrent runs on one thread, from several processes, workers and hosts.
+
+Every test runs on both backends (the file-lock guard and PostgreSQL advisory
+locks); the last one needs PostgreSQL: two servers on one database.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,15 @@ import signal
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from langgraph_sdk import get_sync_client
 
+from service.persistence.postgres_guard import advisory_key, lock_parts
 from service.runs.guard import thread_offset
 from tests.support.server import ServerProcess
 
@@ -45,12 +52,17 @@ def _client_process(base_url: str, thread_id: str, name: str, turns: int, strate
     out.put(results)
 
 
-def _run_clients(base_url: str, thread_id: str, processes: int, turns: int, strategy: str):
+def _run_clients(
+    base_url: str | list[str], thread_id: str, processes: int, turns: int, strategy: str
+):
+    """`processes` clients; with several base URLs, client i talks to server i mod n."""
+    urls = [base_url] if isinstance(base_url, str) else base_url
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     procs = [
         ctx.Process(
-            target=_client_process, args=(base_url, thread_id, f"p{i}", turns, strategy, out)
+            target=_client_process,
+            args=(urls[i % len(urls)], thread_id, f"p{i}", turns, strategy, out),
         )
         for i in range(processes)
     ]
@@ -62,10 +74,13 @@ def _run_clients(base_url: str, thread_id: str, processes: int, turns: int, stra
     return results
 
 
+SLOW = {"OFFLINE_LLM_LATENCY_MS": "40", "ENQUEUE_TIMEOUT_S": "120"}
+
+
 @pytest.fixture(scope="module")
-def slow_server(tmp_path_factory: pytest.TempPathFactory):
+def slow_server(tmp_path_factory: pytest.TempPathFactory, backend_env: dict[str, str]):
     """Runs that take a while (a slower model), so concurrent runs really overlap."""
-    env = {"OFFLINE_LLM_LATENCY_MS": "40", "ENQUEUE_TIMEOUT_S": "120"}
+    env = {**SLOW, **backend_env}
     with ServerProcess(tmp_path_factory.mktemp("guard"), workers=3, env=env) as proc:
         yield proc
 
@@ -74,7 +89,10 @@ def test_enqueue_keeps_every_turn_once_in_order(slow_server: ServerProcess) -> N
     client = get_sync_client(url=slow_server.base_url)
     tid = client.threads.create()["thread_id"]
     results = _run_clients(slow_server.base_url, tid, processes=4, turns=6, strategy="enqueue")
+    _assert_no_lost_turns(client, tid, results, processes=4, turns=6)
 
+
+def _assert_no_lost_turns(client, tid: str, results: list, processes: int, turns: int) -> None:
     statuses = [status for _, status, _ in results]
     assert all(status == 200 for status in statuses), statuses
     final = humans(client.threads.get_state(tid)["values"])
@@ -85,9 +103,9 @@ def test_enqueue_keeps_every_turn_once_in_order(slow_server: ServerProcess) -> N
         # ending with its own message, so the order matches acceptance order.
         assert returned[-1] == text
         assert final[: len(returned)] == returned
-    for i in range(4):
+    for i in range(processes):
         mine = [t for t in final if t.startswith(f"p{i} ")]
-        assert mine == [f"p{i} turn {n}" for n in range(6)]
+        assert mine == [f"p{i} turn {n}" for n in range(turns)]
 
 
 def test_reject_answers_409_and_writes_nothing(slow_server: ServerProcess) -> None:
@@ -135,6 +153,19 @@ def test_contended_thread_does_not_block_other_threads(slow_server: ServerProces
     assert httpx.get(f"{base}/threads/{hot}").json()["status"] == "idle"
 
 
+def _pg_lock_holder_pid(database_url: str, thread_id: str) -> int | None:
+    """Which worker holds the thread's advisory lock: pg_locks, and the session's name."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT a.application_name FROM pg_locks l "
+            "JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+            "AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid",
+            lock_parts(advisory_key(thread_id)),
+        ).fetchone()
+    return int(row[0].rsplit(":", 1)[1]) if row else None
+
+
 def _lock_holder_pid(lock_file: Path, thread_id: str) -> int | None:
     """Which process holds the thread's record lock, from the kernel's /proc/locks."""
     inode = os.stat(lock_file).st_ino
@@ -150,12 +181,13 @@ def _lock_holder_pid(lock_file: Path, thread_id: str) -> int | None:
     return None
 
 
-def test_sigkill_mid_run_frees_the_thread(tmp_path: Path) -> None:
-    env = {"OFFLINE_LLM_LATENCY_MS": "3000"}
+def test_sigkill_mid_run_frees_the_thread(tmp_path: Path, backend_env: dict[str, str]) -> None:
+    env = {"OFFLINE_LLM_LATENCY_MS": "3000", **backend_env}
     with ServerProcess(tmp_path, workers=2, env=env) as srv:
         client = get_sync_client(url=srv.base_url)
         tid = client.threads.create()["thread_id"]
         lock_file = srv.db_path.with_name(srv.db_path.name + ".locks")
+        database_url = backend_env.get("DATABASE_URL")
 
         def doomed() -> None:
             with contextlib.suppress(httpx.HTTPError):
@@ -173,7 +205,10 @@ def test_sigkill_mid_run_frees_the_thread(tmp_path: Path) -> None:
         holder = None
         deadline = time.monotonic() + 5
         while holder is None and time.monotonic() < deadline:
-            holder = _lock_holder_pid(lock_file, tid)
+            if database_url:
+                holder = _pg_lock_holder_pid(database_url, tid)
+            else:
+                holder = _lock_holder_pid(lock_file, tid)
             time.sleep(0.02)
         assert holder in srv.worker_pids(), "the run should hold the thread in a worker"
         assert httpx.get(f"{srv.base_url}/threads/{tid}").json()["status"] == "busy"
@@ -203,8 +238,9 @@ def test_sigkill_mid_run_frees_the_thread(tmp_path: Path) -> None:
         print(f"thread free {recovered * 1000:.0f} ms after SIGKILL of its worker")
 
 
-def test_delete_waits_for_the_run(tmp_path: Path) -> None:
-    srv = ServerProcess(tmp_path, workers=2, env={"OFFLINE_LLM_LATENCY_MS": "1000"}).start()
+def test_delete_waits_for_the_run(tmp_path: Path, backend_env: dict[str, str]) -> None:
+    env = {"OFFLINE_LLM_LATENCY_MS": "1000", **backend_env}
+    srv = ServerProcess(tmp_path, workers=2, env=env).start()
     try:
         _delete_during_run(srv.base_url)
     finally:
@@ -236,3 +272,58 @@ def _delete_during_run(base: str) -> None:
     runner.join(60)
     assert outcome["run"] == 200
     assert httpx.get(f"{base}/threads/{tid}").status_code == 404
+
+
+@pytest.mark.backends("postgres")
+def test_two_servers_on_one_database_lose_no_turns(
+    tmp_path: Path, backend_env: dict[str, str]
+) -> None:
+    """Two hosts (two servers, own ports and files) behind one load balancer, one database."""
+    # Slower runs than SLOW: a run must still be in flight when the other host is asked.
+    env = {**SLOW, "OFFLINE_LLM_LATENCY_MS": "250", **backend_env}
+    host_a = ServerProcess(tmp_path / "host-a", workers=2, env=env)
+    host_b = ServerProcess(tmp_path / "host-b", workers=2, env=env)
+    with contextlib.ExitStack() as stack:
+        # Both start at once, as hosts do: each master creates the schema, under a lock.
+        for srv in (host_a, host_b):
+            stack.callback(srv.__exit__)  # stops whichever did start
+        with ThreadPoolExecutor(2) as starting:
+            list(starting.map(lambda srv: srv.start(), (host_a, host_b)))
+        urls = [host_a.base_url, host_b.base_url]
+        client = get_sync_client(url=host_a.base_url)
+        tid = client.threads.create()["thread_id"]
+        results = _run_clients(urls, tid, processes=4, turns=3, strategy="enqueue")
+        _assert_no_lost_turns(client, tid, results, processes=4, turns=3)
+        other = get_sync_client(url=host_b.base_url)
+        assert other.threads.get_state(tid)["values"] == client.threads.get_state(tid)["values"]
+
+        # A run in flight on one host shows as busy on the other, and blocks `reject` there.
+        slow = threading.Thread(
+            target=httpx.post,
+            args=(f"{host_a.base_url}/threads/{tid}/runs/wait",),
+            kwargs={
+                "json": {
+                    "assistant_id": "agent",
+                    "input": {"messages": [{"role": "user", "content": "slow one"}]},
+                },
+                "timeout": 60,
+            },
+        )
+        slow.start()
+        deadline = time.monotonic() + 5
+        while httpx.get(f"{host_b.base_url}/threads/{tid}").json()["status"] != "busy":
+            assert time.monotonic() < deadline, "host B never saw host A's run"
+            time.sleep(0.005)
+        rejected = httpx.post(
+            f"{host_b.base_url}/threads/{tid}/runs/wait",
+            json={
+                "assistant_id": "agent",
+                "input": {"messages": [{"role": "user", "content": "rejected"}]},
+                "multitask_strategy": "reject",
+            },
+            timeout=60,
+        )
+        slow.join(60)
+        assert rejected.status_code == 409
+        final = humans(other.threads.get_state(tid)["values"])
+        assert final[-1] == "slow one" and "rejected" not in final

@@ -1,16 +1,40 @@
-"""The official checkpoint saver contract, extended capabilities included."""
+"""The official checkpoint saver contract, extended capabilities included, for both backends."""
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from pathlib import Path
 
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.report import ProgressCallbacks
 
+from service.persistence.postgres_pool import new_pool
+from service.persistence.postgres_saver import PostgresCheckpointer
+from service.persistence.postgres_schema import init_postgres
 from service.persistence.sqlite_saver import SqliteCheckpointer
 from service.persistence.sqlite_schema import init_database
 from service.settings import Settings
+
+EVERY_CAPABILITY = {
+    "put",
+    "put_writes",
+    "get_tuple",
+    "list",
+    "delete_thread",
+    "delete_for_runs",
+    "copy_thread",
+    "prune",
+}
+
+
+async def assert_full_conformance(factory: object) -> None:
+    report = await validate(factory, progress=ProgressCallbacks.quiet())
+    failures = {name: r.failures for name, r in report.results.items() if not r.passed}
+    assert not failures, failures
+    assert {name for name, r in report.results.items() if r.detected} == EVERY_CAPABILITY
+    assert report.passed_all(), report.to_dict()
+    assert report.conformance_level() == "FULL", report.conformance_level()
 
 
 @checkpointer_test(name="SqliteCheckpointer")
@@ -27,19 +51,20 @@ async def sqlite_checkpointer():
 
 
 async def test_sqlite_checkpointer_passes_full_conformance_suite() -> None:
-    report = await validate(sqlite_checkpointer, progress=ProgressCallbacks.quiet())
-    failures = {name: r.failures for name, r in report.results.items() if not r.passed}
-    assert not failures, failures
-    every_capability = {
-        "put",
-        "put_writes",
-        "get_tuple",
-        "list",
-        "delete_thread",
-        "delete_for_runs",
-        "copy_thread",
-        "prune",
-    }
-    assert {name for name, r in report.results.items() if r.detected} == every_capability
-    assert report.passed_all(), report.to_dict()
-    assert report.conformance_level() == "FULL", report.conformance_level()
+    await assert_full_conformance(sqlite_checkpointer)
+
+
+async def test_postgres_checkpointer_passes_full_conformance_suite(pg_url: str) -> None:
+    settings = Settings(_env_file=None, checkpointer="postgres", database_url=pg_url)
+    await asyncio.to_thread(init_postgres, pg_url)
+    pool = new_pool(settings, "conformance")
+    await pool.open(wait=True)
+
+    @checkpointer_test(name="PostgresCheckpointer")
+    async def postgres_checkpointer():
+        yield PostgresCheckpointer(pool)
+
+    try:
+        await assert_full_conformance(postgres_checkpointer)
+    finally:
+        await pool.close()

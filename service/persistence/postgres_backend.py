@@ -1,0 +1,209 @@
+"""PostgreSQL backend: checkpoints, thread records and the thread guard in one database.
+
+Any number of hosts may share it. Each worker owns two pools: one for the
+checkpointer and thread records, one for the guard's lock connections (a run
+holds one for its whole duration, so runs can never starve checkpoint writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from service import metrics
+from service.persistence.base import METADATA_KEY, IfExists, PruneStrategy, ThreadRecord
+from service.persistence.errors import ThreadExistsError
+from service.persistence.postgres_guard import PgAdvisoryGuard, unlock_all
+from service.persistence.postgres_maintenance import PgMaintenance
+from service.persistence.postgres_pool import new_pool, pool_stats, pooled, redacted
+from service.persistence.postgres_saver import DELETE_THREAD_SQL, PostgresCheckpointer
+from service.settings import Settings
+
+_COLUMNS = "thread_id, created_at, updated_at, metadata, status, error"
+GAUGE_INTERVAL_S = 5.0
+
+
+def iso(moment: dt.datetime) -> str:
+    """The same text as the SQLite backend: UTC, microseconds, a trailing Z."""
+    text = moment.astimezone(dt.UTC).isoformat(timespec="microseconds")
+    return text.replace("+00:00", "Z")
+
+
+def _record(row: dict[str, Any]) -> ThreadRecord:
+    metadata = row["metadata"]
+    return ThreadRecord(
+        thread_id=row["thread_id"],
+        created_at=iso(row["created_at"]),
+        updated_at=iso(row["updated_at"]),
+        metadata=json.loads(metadata) if isinstance(metadata, str | bytes) else metadata or {},
+        status=row["status"],
+        error=row["error"],
+    )
+
+
+class PostgresPersistence:
+    """One worker's view of the shared PostgreSQL database."""
+
+    backend = "postgres"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        lock_url = settings.database_lock_url or settings.database_url
+        retry = settings.busy_retry_after_s
+        self.pool = new_pool(settings, "checkpoints")
+        self.lock_pool = new_pool(settings, "guard", url=lock_url, min_size=0, reset=unlock_all)
+        self.checkpointer = PostgresCheckpointer(
+            self.pool, keep_last=settings.keep_last_checkpoints, retry_after_s=retry
+        )
+        self.guard = PgAdvisoryGuard(self.lock_pool, lock_url, retry_after_s=retry)
+        self.maintenance = PgMaintenance(settings, self.pool, lock_url)
+        self._gauges: asyncio.Task[None] | None = None
+
+    async def aopen(self) -> None:
+        """Open the pools in this worker's loop; a database still down is not fatal here."""
+        await self.pool.open(wait=False)
+        await self.lock_pool.open(wait=False)
+
+    def start_background(self) -> None:
+        self.maintenance.start()
+        self._gauges = asyncio.create_task(self._refresh_loop(), name="pool-gauges")
+
+    async def _refresh_loop(self) -> None:
+        """Each worker's pool gauges stay fresh between scrapes answered by other workers."""
+        while True:
+            self.refresh_gauges()
+            await asyncio.sleep(GAUGE_INTERVAL_S)
+
+    def refresh_gauges(self) -> None:
+        for name, pool in (("checkpoints", self.pool), ("guard", self.lock_pool)):
+            stats = pool_stats(pool)
+            metrics.POSTGRES_POOL_CONNECTIONS.labels(pool=name).set(stats["connections"])
+            metrics.POSTGRES_POOL_IN_USE.labels(pool=name).set(stats["in_use"])
+            metrics.POSTGRES_POOL_WAITING.labels(pool=name).set(stats["waiting"])
+
+    async def _fetch(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        async with pooled(self.pool, self.settings.busy_retry_after_s) as conn:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchall()
+
+    # --- threads --------------------------------------------------------------------
+    async def create_thread(
+        self, thread_id: str, metadata: dict[str, Any], if_exists: IfExists
+    ) -> tuple[ThreadRecord, bool]:
+        async def create() -> tuple[ThreadRecord, bool]:
+            rows = await self._fetch(
+                "INSERT INTO threads (thread_id, metadata) VALUES (%s, %s) "
+                f"ON CONFLICT (thread_id) DO NOTHING RETURNING {_COLUMNS}",
+                (thread_id, Jsonb(metadata)),
+            )
+            if rows:
+                self.checkpointer.committed()
+                return _record(rows[0]), True
+            if if_exists == "raise":
+                raise ThreadExistsError(thread_id)
+            existing = await self._fetch(
+                f"SELECT {_COLUMNS} FROM threads WHERE thread_id = %s", (thread_id,)
+            )
+            if not existing:  # deleted in between: create it after all
+                return await create()
+            return _record(existing[0]), False
+
+        return await self.checkpointer.timed("thread", create())
+
+    async def get_thread(self, thread_id: str) -> ThreadRecord | None:
+        rows = await self.checkpointer.timed(
+            "thread",
+            self._fetch(f"SELECT {_COLUMNS} FROM threads WHERE thread_id = %s", (thread_id,)),
+        )
+        return _record(rows[0]) if rows else None
+
+    async def search_threads(
+        self, metadata: dict[str, Any], status: str | None, limit: int, offset: int
+    ) -> list[ThreadRecord]:
+        where: list[str] = []
+        params: list[Any] = []
+        for key, value in metadata.items():
+            if not METADATA_KEY.match(key):
+                raise ValueError(f"metadata filter key {key!r} is not allowed")
+            # A missing key matches null, as in the SQLite backend.
+            where.append("coalesce(metadata -> %s, 'null'::jsonb) = %s")
+            params.extend([key, Jsonb(value)])
+        if status in ("idle", "error"):
+            where.append("status = %s")
+            params.append(status)
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        rows = await self.checkpointer.timed(
+            "thread",
+            self._fetch(
+                f"SELECT {_COLUMNS} FROM threads {clause} "
+                "ORDER BY updated_at DESC, thread_id LIMIT %s OFFSET %s",
+                (*params, limit, offset),
+            ),
+        )
+        return [_record(row) for row in rows]
+
+    async def delete_thread(self, thread_id: str) -> bool:
+        async def delete() -> bool:
+            retry = self.settings.busy_retry_after_s
+            async with pooled(self.pool, retry) as conn, conn.transaction():
+                for sql in DELETE_THREAD_SQL[:-1]:
+                    await conn.execute(sql, (thread_id,))
+                cur = await conn.execute(
+                    "DELETE FROM threads WHERE thread_id = %s RETURNING thread_id", (thread_id,)
+                )
+                existed = await cur.fetchone() is not None
+            self.checkpointer.committed()
+            return existed
+
+        return await self.checkpointer.timed("delete", delete())
+
+    async def set_thread_error(self, thread_id: str, error: str) -> None:
+        await self.checkpointer.timed(
+            "thread",
+            self._fetch(
+                "UPDATE threads SET status = 'error', error = %s, updated_at = now() "
+                "WHERE thread_id = %s RETURNING thread_id",
+                (error[:2000], thread_id),
+            ),
+        )
+        self.checkpointer.committed()
+
+    async def prune_threads(self, thread_ids: list[str], strategy: PruneStrategy) -> int:
+        pruned = 0
+        for thread_id in thread_ids:
+            if strategy == "delete":
+                pruned += int(await self.delete_thread(thread_id))
+            else:
+                await self.checkpointer.aprune([thread_id], strategy="keep_latest")
+                pruned += 1
+        return pruned
+
+    # --- health and facts -------------------------------------------------------------
+    async def check_ready(self) -> None:
+        await self.checkpointer.timed("get", self._fetch("SELECT 1 FROM threads LIMIT 1"))
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "database": redacted(self.settings.database_url),
+            "lock_database": redacted(
+                self.settings.database_lock_url or self.settings.database_url
+            ),
+            "pools": {"checkpoints": pool_stats(self.pool), "guard": pool_stats(self.lock_pool)},
+            "maintenance_leader": self.maintenance.held,
+        }
+
+    async def aclose(self) -> None:
+        if self._gauges is not None:
+            self._gauges.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._gauges
+        await self.maintenance.stop()
+        self.guard.close()
+        await self.lock_pool.close()
+        await self.pool.close()

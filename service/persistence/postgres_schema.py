@@ -1,0 +1,91 @@
+"""Schema of the PostgreSQL store, created once before the workers fork.
+
+LangGraph's own migrations (`PostgresSaver.setup()`) create and upgrade the
+checkpoint tables; the service adds `threads`, the thread API's records (the
+same columns as SQLite's, with native types). Several hosts may start at once,
+so the whole setup runs under one advisory lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from langgraph.checkpoint.postgres import PostgresSaver
+from psycopg.rows import dict_row
+
+log = logging.getLogger(__name__)
+
+# pg_advisory_lock(int, int) keys: a key space of their own, apart from the
+# single-bigint keys of the thread guard.
+LOCK_CLASS = 0x0B00C1A6
+SCHEMA_LOCK = 1
+LEADER_LOCK = 2
+BOOKINGS_LOCK = 3
+
+THREADS_DDL = """
+CREATE TABLE IF NOT EXISTS threads (
+    thread_id TEXT PRIMARY KEY,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    metadata JSONB NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL DEFAULT 'idle',
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS threads_updated_at ON threads (updated_at);
+"""
+# Threads written by a plain LangGraph script become visible to the thread API.
+BACKFILL_SQL = """
+INSERT INTO threads (thread_id)
+SELECT DISTINCT thread_id FROM checkpoints
+ON CONFLICT (thread_id) DO NOTHING
+"""
+
+
+def connect(url: str, *, attempts_s: float = 30.0) -> psycopg.Connection:
+    """One autocommit connection, retried for a while: the database may still be starting."""
+    deadline = time.monotonic() + attempts_s
+    while True:
+        try:
+            return psycopg.connect(
+                url,
+                autocommit=True,
+                prepare_threshold=None,
+                row_factory=dict_row,
+                connect_timeout=5,
+                application_name="booking-agent:setup",
+            )
+        except psycopg.OperationalError:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("PostgreSQL not reachable yet; retrying")
+            time.sleep(1.0)
+
+
+@contextmanager
+def schema_lock(conn: psycopg.Connection) -> Iterator[None]:
+    conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, SCHEMA_LOCK))
+    try:
+        yield
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS, SCHEMA_LOCK))
+
+
+def init_postgres(url: str) -> None:
+    """Create or upgrade the checkpoint and thread tables; idempotent."""
+    with connect(url) as conn, schema_lock(conn):
+        PostgresSaver(conn).setup()
+        new_threads_table = (
+            conn.execute("SELECT to_regclass('threads') IS NULL AS missing").fetchone() or {}
+        ).get("missing", False)
+        with conn.transaction():
+            conn.execute(THREADS_DDL)
+            if new_threads_table:
+                conn.execute(BACKFILL_SQL)
+        version = conn.execute("SHOW server_version").fetchone()
+        log.info(
+            "PostgreSQL schema ready (server %s)", version["server_version"] if version else "?"
+        )
