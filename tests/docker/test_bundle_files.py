@@ -49,7 +49,12 @@ def test_only_three_ports_published_on_loopback_by_default() -> None:
         "app": ["127.0.0.1:8000:8000"],
         "prometheus": ["127.0.0.1:9090:9090"],
         "grafana": ["127.0.0.1:3000:3000"],
+        # Only with `--profile postgres`: the app on PostgreSQL; the database is not published.
+        "app-postgres": ["127.0.0.1:8001:8000"],
+        "postgres": [],
     }
+    assert services["postgres"]["profiles"] == ["postgres"]
+    assert services["app-postgres"]["profiles"] == ["postgres"]
 
 
 def test_app_service_stops_cleanly_and_keeps_data_on_a_volume() -> None:
