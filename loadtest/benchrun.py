@@ -37,7 +37,38 @@ CONFIGS = {
     "exit": Config("exit", "ours, durability=exit", "sqlite", "exit"),
     "async": Config("async", "ours, durability=async", "sqlite", "async"),
     "sync": Config("sync", "ours, durability=sync", "sqlite", "sync"),
+    "postgres": Config("postgres", "PostgreSQL, durability=exit", "postgres", "exit"),
 }
+
+_POSTGRES: list = []  # one throwaway cluster for the whole benchmark, started on first use
+
+
+def _postgres_server():
+    """A PostgreSQL server: TEST_DATABASE_URL, or a throwaway local cluster."""
+    if not _POSTGRES:
+        import atexit
+
+        from tests.support.postgres import start_postgres
+
+        server, reason = start_postgres()
+        if server is None:
+            raise SystemExit(f"the postgres configuration needs PostgreSQL: {reason}")
+        atexit.register(server.stop)
+        _POSTGRES.append(server)
+    return _POSTGRES[0]
+
+
+def pg_stored_payload_bytes(url: str) -> int | None:
+    """Checkpoint, blob and pending-write bytes stored in the PostgreSQL database now."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT (SELECT coalesce(sum(pg_column_size(checkpoint) + pg_column_size(metadata)),"
+            " 0) FROM checkpoints) + (SELECT coalesce(sum(length(blob)), 0) FROM"
+            " checkpoint_blobs) + (SELECT coalesce(sum(length(blob)), 0) FROM checkpoint_writes)"
+        ).fetchone()
+    return int(row[0]) if row else None
 
 
 @dataclass
@@ -134,6 +165,14 @@ def measure(
         "OFFLINE_LLM_LATENCY_MS": str(latency_ms),
         "LOG_LEVEL": "warning",
     }
+    pg_url = None
+    if config.checkpointer == "postgres":
+        pg_url = _postgres_server().create_database(f"bench_{repeat}_{users}")
+        env["DATABASE_URL"] = pg_url
+
+    def stored_now() -> int | None:
+        return pg_stored_payload_bytes(pg_url) if pg_url else stored_payload_bytes(db)
+
     with tempfile.TemporaryDirectory(prefix=f"bench-{config.key}-") as tmp:
         server = ServerProcess(Path(tmp), workers=workers, env=env).start()
         try:
@@ -145,7 +184,7 @@ def measure(
                 slot_base=WARMUP_SLOT_BASE,
             )
             db = server.db_path
-            stored_before = stored_payload_bytes(db)
+            stored_before = stored_now()
             samples_before = _scrape(server.base_url)
             cpu_before = procstat.total_cpu_seconds(_server_pids(server))
             work = run_workload(
@@ -154,9 +193,11 @@ def measure(
             cpu_after = procstat.total_cpu_seconds(_server_pids(server))
             samples_after = _scrape(server.base_url)
             files = sqlite_file_sizes(db) if db.exists() else None
-            stored_after = stored_payload_bytes(db)
+            stored_after = stored_now()
         finally:
             server.stop()
+            if pg_url:
+                _postgres_server().drop_database(pg_url)
     return _result(
         config,
         repeat,
