@@ -8,12 +8,14 @@ rarely compete for a slot; a "taken" answer is still a valid outcome.
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import random
 import re
 from dataclasses import dataclass
 from typing import Literal
 
+from service.agent.offline_nlu import MONTHS_ES as NLU_MONTHS_ES
 from service.settings import Settings
 
 Lang = Literal["es", "en"]
@@ -24,34 +26,8 @@ SPANISH_SERVICE = {
     "hair coloring": "tinte",
     "manicure": "manicura",
 }
-MONTHS_ES = (
-    "enero",
-    "febrero",
-    "marzo",
-    "abril",
-    "mayo",
-    "junio",
-    "julio",
-    "agosto",
-    "septiembre",
-    "octubre",
-    "noviembre",
-    "diciembre",
-)
-MONTHS_EN = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
+MONTHS_ES = tuple(NLU_MONTHS_ES)
+MONTHS_EN = tuple(calendar.month_name[1:])
 NAMES = (
     "Ana",
     "Bob",

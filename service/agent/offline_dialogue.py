@@ -9,6 +9,7 @@ cancellation, so a finished booking never leaks into the next one.
 from __future__ import annotations
 
 import ast
+import calendar
 import datetime as dt
 import json
 import re
@@ -28,36 +29,7 @@ _DAYS = {
     "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
     "es": ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"),
 }
-_MONTHS = {
-    "en": [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ],
-    "es": [
-        "enero",
-        "febrero",
-        "marzo",
-        "abril",
-        "mayo",
-        "junio",
-        "julio",
-        "agosto",
-        "septiembre",
-        "octubre",
-        "noviembre",
-        "diciembre",
-    ],
-}
+_MONTHS = {"en": list(calendar.month_name[1:]), "es": nlu.MONTHS_ES}
 SERVICE_NAMES_ES = {
     "haircut": "corte de pelo",
     "beard trim": "arreglo de barba",

@@ -41,7 +41,7 @@ ENGLISH_CUES = _wordset(
 )
 
 _MONTHS_EN = [m.lower() for m in calendar.month_name[1:]]
-_MONTHS_ES = [
+MONTHS_ES = [
     "enero",
     "febrero",
     "marzo",
@@ -87,7 +87,7 @@ _NAME_STOP = _wordset(
     "is es para for tomorrow today mañana hoy on el la the a an with con please por "
     "favor i'd i'm want quiero book number número numero"
 )
-_CALENDAR_WORDS = frozenset(_MONTHS_EN + _MONTHS_ES + _WEEKDAYS_EN) | _wordset(
+_CALENDAR_WORDS = frozenset(_MONTHS_EN + MONTHS_ES + _WEEKDAYS_EN) | _wordset(
     "lunes martes miércoles miercoles jueves viernes sábado sabado domingo"
 )
 _SOFT_NAME_STOP = (
@@ -304,12 +304,12 @@ def _month_day(month: int, day: int, today: dt.date) -> dt.date | None:
 
 def _month_number(name: str) -> int:
     name = name.lower()
-    if name in _MONTHS_ES:
-        return _MONTHS_ES.index(name) + 1
+    if name in MONTHS_ES:
+        return MONTHS_ES.index(name) + 1
     return _MONTHS_EN.index(name) + 1
 
 
-_MONTH_ALT = "|".join(_MONTHS_EN + _MONTHS_ES)
+_MONTH_ALT = "|".join(_MONTHS_EN + MONTHS_ES)
 _DAY_MONTH = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:de\s+|of\s+)?({_MONTH_ALT})\b")
 _MONTH_DAY = re.compile(rf"\b({_MONTH_ALT})\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?![:.]\d)")
 _ORDINAL = re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)\b")

@@ -46,17 +46,6 @@ from service.persistence.postgres_pool import pooled, storage_error
 
 T = TypeVar("T")
 BACKEND = "postgres"
-OPERATIONS = (
-    "get",
-    "put",
-    "put_writes",
-    "list",
-    "delete",
-    "delete_for_runs",
-    "copy_thread",
-    "prune",
-    "thread",
-)
 
 INSERT_CHECKPOINT_SQL = """
 INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
@@ -180,7 +169,7 @@ class PostgresCheckpointer(AsyncPostgresSaver):
         self.retry_after_s = retry_after_s
         self._op_seconds = {
             op: metrics.CHECKPOINT_OP_SECONDS.labels(operation=op, backend=BACKEND)
-            for op in OPERATIONS
+            for op in metrics.CHECKPOINT_OPERATIONS
         }
         self._tx_total = metrics.WRITE_TRANSACTIONS.labels(backend=BACKEND)
         self._bytes_total = metrics.CHECKPOINT_WRITE_BYTES.labels(backend=BACKEND)

@@ -74,33 +74,44 @@ def threads_over_retention(conn: Any, keep: int, limit: int) -> list[str]:
     return [row[0] for row in rows]
 
 
-def prune_thread_rows(conn: Any, thread_id: str, keep: int) -> int:
-    """Keep the newest `keep` checkpoints of each namespace; returns checkpoints removed."""
-    with immediate(conn):
-        cur = conn.execute(
-            """
-            DELETE FROM checkpoints WHERE thread_id = ?1 AND rowid NOT IN (
-                SELECT rowid FROM (
-                    SELECT rowid, row_number() OVER (
-                        PARTITION BY checkpoint_ns ORDER BY checkpoint_id DESC) AS rn
-                    FROM checkpoints WHERE thread_id = ?1
-                ) WHERE rn <= ?2
-            )
-            """,
-            (thread_id, keep),
+def prune_rows(cur: Any, thread_id: str, keep: int) -> int:
+    """Keep the newest `keep` checkpoints of each namespace (0: none) and their writes.
+
+    Runs inside the caller's write transaction; returns checkpoints removed.
+    """
+    if keep <= 0:
+        removed = cur.execute("DELETE FROM checkpoints WHERE thread_id = ?", (thread_id,)).rowcount
+        cur.execute("DELETE FROM writes WHERE thread_id = ?", (thread_id,))
+        return removed
+    removed = cur.execute(
+        """
+        DELETE FROM checkpoints WHERE thread_id = ?1 AND rowid NOT IN (
+            SELECT rowid FROM (
+                SELECT rowid, row_number() OVER (
+                    PARTITION BY checkpoint_ns ORDER BY checkpoint_id DESC) AS rn
+                FROM checkpoints WHERE thread_id = ?1
+            ) WHERE rn <= ?2
         )
-        removed = cur.rowcount
-        conn.execute(
-            """
-            DELETE FROM writes WHERE thread_id = ?1 AND NOT EXISTS (
-                SELECT 1 FROM checkpoints c WHERE c.thread_id = ?1
-                AND c.checkpoint_ns = writes.checkpoint_ns
-                AND c.checkpoint_id = writes.checkpoint_id
-            )
-            """,
-            (thread_id,),
+        """,
+        (thread_id, keep),
+    ).rowcount
+    cur.execute(
+        """
+        DELETE FROM writes WHERE thread_id = ?1 AND NOT EXISTS (
+            SELECT 1 FROM checkpoints c WHERE c.thread_id = ?1
+            AND c.checkpoint_ns = writes.checkpoint_ns
+            AND c.checkpoint_id = writes.checkpoint_id
         )
+        """,
+        (thread_id,),
+    )
     return removed
+
+
+def prune_thread_rows(conn: Any, thread_id: str, keep: int) -> int:
+    """`prune_rows` in a transaction of its own."""
+    with immediate(conn):
+        return prune_rows(conn, thread_id, keep)
 
 
 def wal_bytes(path: Path) -> int:

@@ -53,6 +53,7 @@ from service.persistence.sqlite_driver import (
     connect,
     storage_fault,
 )
+from service.persistence.sqlite_maintenance import prune_rows
 from service.persistence.write_gate import WriteGate, WriteTicket
 from service.settings import Settings
 
@@ -107,17 +108,7 @@ class SqliteCheckpointer(SqliteSaver):
         self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
         self._op_seconds = {
             op: metrics.CHECKPOINT_OP_SECONDS.labels(operation=op, backend=BACKEND)
-            for op in (
-                "get",
-                "put",
-                "put_writes",
-                "list",
-                "delete",
-                "delete_for_runs",
-                "copy_thread",
-                "prune",
-                "thread",
-            )
+            for op in metrics.CHECKPOINT_OPERATIONS
         }
         self._tx_total = metrics.WRITE_TRANSACTIONS.labels(backend=BACKEND)
         self._bytes_total = metrics.CHECKPOINT_WRITE_BYTES.labels(backend=BACKEND)
@@ -443,35 +434,7 @@ class SqliteCheckpointer(SqliteSaver):
     def prune_thread(self, thread_id: str, *, keep: int) -> int:
         """Keep the newest `keep` checkpoints per namespace (0: none). Returns rows removed."""
         with self.write_transaction() as cur:
-            if keep <= 0:
-                cur.execute("DELETE FROM checkpoints WHERE thread_id = ?", (thread_id,))
-                removed = cur.rowcount
-                cur.execute("DELETE FROM writes WHERE thread_id = ?", (thread_id,))
-                return removed
-            cur.execute(
-                """
-                DELETE FROM checkpoints WHERE thread_id = ?1 AND rowid NOT IN (
-                    SELECT rowid FROM (
-                        SELECT rowid, row_number() OVER (
-                            PARTITION BY checkpoint_ns ORDER BY checkpoint_id DESC) AS rn
-                        FROM checkpoints WHERE thread_id = ?1
-                    ) WHERE rn <= ?2
-                )
-                """,
-                (thread_id, keep),
-            )
-            removed = cur.rowcount
-            cur.execute(
-                """
-                DELETE FROM writes WHERE thread_id = ?1 AND NOT EXISTS (
-                    SELECT 1 FROM checkpoints c WHERE c.thread_id = ?1
-                    AND c.checkpoint_ns = writes.checkpoint_ns
-                    AND c.checkpoint_id = writes.checkpoint_id
-                )
-                """,
-                (thread_id,),
-            )
-            return removed
+            return prune_rows(cur, thread_id, keep)
 
     # --- async API (what the graph and the HTTP layer use) ------------------------------
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
