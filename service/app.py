@@ -39,9 +39,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # interval than Python's 5 ms lets a finished commit report back sooner.
     sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
     persistence = open_persistence(settings)
-    opener = getattr(persistence, "aopen", None)
-    if opener is not None:  # PostgreSQL: its pools open in this worker's event loop
-        await opener()
+    await persistence.start()
     bookings = open_booking_store(settings)
     graph = build_graph(build_model(settings), build_tools(bookings, settings), settings).compile(
         checkpointer=persistence.checkpointer, name="agent"
@@ -53,7 +51,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runs=RunService(graph, persistence, settings),
         extra={"bookings": bookings},
     )
-    persistence.start_background()
     set_build_info(persistence.backend)
     metrics.WORKER_UP.labels(pid=str(os.getpid())).set(1)
     log.info("worker %d ready (backend=%s)", os.getpid(), persistence.backend)

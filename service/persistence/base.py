@@ -61,8 +61,12 @@ class Persistence(Protocol):
 
     async def prune_threads(self, thread_ids: list[str], strategy: PruneStrategy) -> int: ...
 
-    def start_background(self) -> None:
-        """Start background work (maintenance); called once per worker after start-up."""
+    async def start(self) -> None:
+        """Open pools and start background work (maintenance), once per worker, in its loop."""
+        ...
+
+    async def touch(self, thread_id: str) -> None:
+        """Mark a thread active after a successful run, where the checkpoint write did not."""
         ...
 
     async def check_ready(self) -> None:

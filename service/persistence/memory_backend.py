@@ -74,8 +74,8 @@ class MemoryPersistence:
         await self.checkpointer.aprune(thread_ids, strategy="keep_latest")
         return len(thread_ids)
 
-    def start_background(self) -> None:
-        """Nothing to maintain in memory."""
+    async def start(self) -> None:
+        """Nothing to open or maintain in memory."""
 
     async def check_ready(self) -> None:
         return None

@@ -69,9 +69,14 @@ class PostgresPersistence:
         await self.pool.open(wait=False)
         await self.lock_pool.open(wait=False)
 
-    def start_background(self) -> None:
+    async def start(self) -> None:
+        """Open the pools, then the maintenance loop and the pool gauges."""
+        await self.aopen()
         self.maintenance.start()
         self._gauges = asyncio.create_task(self._refresh_loop(), name="pool-gauges")
+
+    async def touch(self, thread_id: str) -> None:
+        """Nothing to do: the run's checkpoint write touched the thread in its transaction."""
 
     async def _refresh_loop(self) -> None:
         """Each worker's pool gauges stay fresh between scrapes answered by other workers."""

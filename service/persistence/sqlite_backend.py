@@ -73,9 +73,12 @@ class SqlitePersistence:
         self.guard = FileLockGuard(lock_path_for(self.path))
         self.maintenance = SqliteMaintenance(settings, self.guard)
 
-    def start_background(self) -> None:
+    async def start(self) -> None:
         """Start the maintenance loop (it works only while this worker leads)."""
         self.maintenance.start()
+
+    async def touch(self, thread_id: str) -> None:
+        """Nothing to do: the run's checkpoint write touched the thread in its transaction."""
 
     # --- threads --------------------------------------------------------------------
     async def create_thread(

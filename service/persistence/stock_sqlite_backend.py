@@ -226,7 +226,7 @@ class StockSqlitePersistence:
             pruned += 1
         return pruned
 
-    def start_background(self) -> None:
+    async def start(self) -> None:
         """No maintenance: the stock saver keeps every checkpoint."""
 
     # --- health and facts -------------------------------------------------------------

@@ -258,7 +258,7 @@ class _RunTracker:
             else:
                 outcome = "timeout" if isinstance(exc, RunTimeoutError) else "error"
                 await self._record_error(exc)
-        elif hasattr(self.service.persistence, "touch"):
+        else:
             await self.service.persistence.touch(self.prepared.thread_id)
         metrics.RUN_SECONDS.labels(outcome=outcome).observe(time.perf_counter() - self.started)
         if isinstance(exc, RunTimeoutError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import time
 import uuid
@@ -46,6 +47,12 @@ async def _user(base: str, index: int, stop_at: float, log: list) -> tuple[str, 
                     log.append((response.status_code, started, time.monotonic(), response.text))
             n += 1
     return thread_id, acknowledged
+
+
+def _runs_in_flight(base: str) -> float:
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    match = re.search(r"^booking_agent_runs_in_flight (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
 
 
 def _history(base: str, thread_id: str) -> list[str]:
@@ -105,7 +112,12 @@ def test_sigterm_under_load_drains_in_flight_requests(tmp_path: Path) -> None:
                 return response.status_code
 
         in_flight = [asyncio.create_task(one(t)) for t in threads]
-        await asyncio.sleep(0.3)  # all accepted and running (each takes about 1 s)
+        # Wait until the server runs all of them (each takes about 1 s), so SIGTERM
+        # lands while every one is in flight.
+        deadline = time.monotonic() + 10
+        while _runs_in_flight(srv.base_url) < len(threads):
+            assert time.monotonic() < deadline, "the runs did not all start"
+            await asyncio.sleep(0.02)
         srv.proc.send_signal(signal.SIGTERM)
         sent_at = time.monotonic()
         await asyncio.sleep(0.2)

@@ -126,16 +126,18 @@ async def test_ten_users_at_once(server: ServerProcess, backend: str) -> None:
     before = _worker_request_counts(server.base_url)
 
     async def user(index: int) -> list[str]:
-        client = get_client(url=server.base_url)
         tid = f"user-{index}-{uuid.uuid4()}"
         for text in turns:
+            # A new client, so a new connection, each turn: the kernel hands each
+            # connection to whichever worker accepts first.
+            client = get_client(url=server.base_url)
             await client.runs.wait(
                 tid,
                 "agent",
                 input={"messages": [{"role": "user", "content": f"{text} ({index})"}]},
                 if_not_exists="create",
             )
-        state = await client.threads.get_state(tid)
+        state = await get_client(url=server.base_url).threads.get_state(tid)
         return humans(state["values"])
 
     results = await asyncio.gather(*(user(i) for i in range(10)))
