@@ -14,23 +14,22 @@ DATABASE_LOCK_URL.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
 from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from service import metrics
 from service.persistence.postgres_pool import application_name, pooled
-from service.runs.guard import ThreadBusyError, ThreadWaitTimeoutError, _LocalLocks
+from service.runs.guard import TryLock, _LocalLocks, hold_in_turn
 
 log = logging.getLogger(__name__)
 
@@ -89,63 +88,39 @@ class PgAdvisoryGuard:
             # The session is gone, and its locks with it; the pool drops the connection.
             log.warning("advisory unlock failed; the lock ended with its session")
 
+    def hold(
+        self, thread_id: str, *, wait: bool, timeout_s: float
+    ) -> AbstractAsyncContextManager[bool]:
+        """Runs of this worker line up first, so only one at a time holds a connection
+        while it waits for the thread (see `hold_in_turn`)."""
+        return hold_in_turn(
+            self._local,
+            thread_id,
+            wait=wait,
+            timeout_s=timeout_s,
+            session=partial(self._session, advisory_key(thread_id), wait),
+        )
+
     @asynccontextmanager
-    async def hold(self, thread_id: str, *, wait: bool, timeout_s: float) -> AsyncIterator[None]:
-        deadline = time.monotonic() + timeout_s
-        started = time.perf_counter()
-        waited = False
-        local = self._local.enter(thread_id)
-        try:
-            # Runs in this worker queue on an asyncio lock first, so only one of them
-            # at a time holds a connection while it waits for the thread.
-            if local.locked():
-                if not wait:
-                    raise ThreadBusyError(thread_id)
-                waited = True
-                try:
-                    await asyncio.wait_for(local.acquire(), max(0.0, deadline - time.monotonic()))
-                except TimeoutError:
-                    raise ThreadWaitTimeoutError(thread_id) from None
-            else:
-                await local.acquire()
+    async def _session(self, key: int, wait: bool, deadline: float) -> AsyncIterator[TryLock]:
+        # Every run in flight holds a guard connection: when all are taken, an enqueued
+        # run waits for one until its own deadline.
+        patience = max(self.pool.timeout, deadline - time.monotonic() if wait else 0)
+        async with pooled(self.pool, self.retry_after_s, timeout=patience) as conn:
+            held = False
+
+            async def try_lock() -> bool:
+                nonlocal held
+                held = await self._try_lock(conn, key)
+                return held
+
             try:
-                async with AsyncExitStack() as stack:
-                    # Every run in flight holds a guard connection: when all are taken, an
-                    # enqueued run waits for one until its own deadline.
-                    patience = max(self.pool.timeout, deadline - time.monotonic() if wait else 0)
-                    conn = await stack.enter_async_context(
-                        pooled(self.pool, self.retry_after_s, timeout=patience)
-                    )
-                    key = advisory_key(thread_id)
-                    delay = _POLL_START_S
-                    while not await self._try_lock(conn, key):
-                        if not wait:
-                            raise ThreadBusyError(thread_id)
-                        waited = True
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            raise ThreadWaitTimeoutError(thread_id)
-                        await asyncio.sleep(min(delay, remaining))
-                        delay = min(delay * 2, _POLL_MAX_S)
-                    if waited:
-                        metrics.GUARD_WAITS.inc()
-                        metrics.GUARD_WAIT_SECONDS.observe(time.perf_counter() - started)
-                    try:
-                        yield
-                    finally:
-                        # Cancelled halfway, the connection goes back busy and the pool
-                        # closes it: the session ends and so does the lock.
-                        await self._unlock(conn, key)
+                yield try_lock
             finally:
-                local.release()
-        except ThreadWaitTimeoutError:
-            metrics.GUARD_REJECTIONS.labels(reason="timeout").inc()
-            raise
-        except ThreadBusyError:
-            metrics.GUARD_REJECTIONS.labels(reason="reject").inc()
-            raise
-        finally:
-            self._local.leave(thread_id)
+                # Cancelled halfway, the connection goes back busy and the pool closes
+                # it: the session ends and so does the lock.
+                if held:
+                    await self._unlock(conn, key)
 
     # --- is_busy: a synchronous look at pg_locks, which never takes the lock -------------
     def _probe_connection(self) -> psycopg.Connection[Any]:

@@ -22,8 +22,8 @@ import hashlib
 import os
 import struct
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -47,7 +47,9 @@ class ThreadWaitTimeoutError(ThreadBusyError):
 class ThreadGuard(Protocol):
     """What the run lifecycle needs from a guard; each backend provides one."""
 
-    def hold(self, thread_id: str, *, wait: bool, timeout_s: float) -> AsyncIterator[bool | None]:
+    def hold(
+        self, thread_id: str, *, wait: bool, timeout_s: float
+    ) -> AbstractAsyncContextManager[bool | None]:
         """Async context manager: hold the thread, waiting up to `timeout_s` if `wait`.
 
         It yields whether it had to wait (None: unknown), so a caller can skip
@@ -92,6 +94,82 @@ class _LocalLocks:
         return entry is not None and entry[0].locked()
 
 
+TryLock = Callable[[], Awaitable[bool]]
+# Given the wait's deadline, a context that yields a try-lock function and releases the
+# lock, if it was taken, on exit.
+Session = Callable[[float], AbstractAsyncContextManager[TryLock]]
+
+
+@asynccontextmanager
+async def hold_in_turn(
+    local: _LocalLocks, thread_id: str, *, wait: bool, timeout_s: float, session: Session
+) -> AsyncIterator[bool]:
+    """What every guard does around its own lock: runs of this worker line up on an
+    asyncio lock first, then the cross-process lock is polled with backoff until the
+    deadline; waits and refusals are counted. Yields whether the run had to wait."""
+    deadline = time.monotonic() + timeout_s
+    started = time.perf_counter()
+    waited = False
+    lock = local.enter(thread_id)
+    try:
+        if lock.locked():
+            if not wait:
+                raise ThreadBusyError(thread_id)
+            waited = True
+            try:
+                await asyncio.wait_for(lock.acquire(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise ThreadWaitTimeoutError(thread_id) from None
+        else:
+            await lock.acquire()
+        try:
+            async with session(deadline) as try_lock:
+                delay = _POLL_START_S
+                while not await try_lock():
+                    if not wait:
+                        raise ThreadBusyError(thread_id)
+                    waited = True
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise ThreadWaitTimeoutError(thread_id)
+                    await asyncio.sleep(min(delay, remaining))
+                    delay = min(delay * 2, _POLL_MAX_S)
+                if waited:
+                    metrics.GUARD_WAITS.inc()
+                    metrics.GUARD_WAIT_SECONDS.observe(time.perf_counter() - started)
+                yield waited
+        finally:
+            lock.release()
+    except ThreadWaitTimeoutError:
+        metrics.GUARD_REJECTIONS.labels(reason="timeout").inc()
+        raise
+    except ThreadBusyError:
+        metrics.GUARD_REJECTIONS.labels(reason="reject").inc()
+        raise
+    finally:
+        local.leave(thread_id)
+
+
+class _RecordLock:
+    """One hold of a thread's byte in the lock file (a plain class: this is the hot path)."""
+
+    __slots__ = ("guard", "held", "offset")
+
+    def __init__(self, guard: FileLockGuard, offset: int) -> None:
+        self.guard, self.offset, self.held = guard, offset, False
+
+    async def try_lock(self) -> bool:
+        self.held = self.guard._try_lock(self.offset)
+        return self.held
+
+    async def __aenter__(self) -> TryLock:
+        return self.try_lock
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.held:
+            self.guard._unlock(self.offset)
+
+
 class FileLockGuard:
     """Cross-process guard for one host, on a lock file beside the database."""
 
@@ -121,52 +199,16 @@ class FileLockGuard:
         answer = fcntl.fcntl(self._fd, fcntl.F_GETLK, query)
         return struct.unpack(_FLOCK, answer)[0] != fcntl.F_UNLCK
 
-    @asynccontextmanager
-    async def hold(self, thread_id: str, *, wait: bool, timeout_s: float) -> AsyncIterator[bool]:
-        deadline = time.monotonic() + timeout_s
-        started = time.perf_counter()
-        waited = False
-        local = self._local.enter(thread_id)
-        try:
-            if local.locked():
-                if not wait:
-                    raise ThreadBusyError(thread_id)
-                waited = True
-                try:
-                    await asyncio.wait_for(local.acquire(), max(0.0, deadline - time.monotonic()))
-                except TimeoutError:
-                    raise ThreadWaitTimeoutError(thread_id) from None
-            else:
-                await local.acquire()
-            try:
-                offset = thread_offset(thread_id)
-                delay = _POLL_START_S
-                while not self._try_lock(offset):
-                    if not wait:
-                        raise ThreadBusyError(thread_id)
-                    waited = True
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise ThreadWaitTimeoutError(thread_id)
-                    await asyncio.sleep(min(delay, remaining))
-                    delay = min(delay * 2, _POLL_MAX_S)
-                if waited:
-                    metrics.GUARD_WAITS.inc()
-                    metrics.GUARD_WAIT_SECONDS.observe(time.perf_counter() - started)
-                try:
-                    yield waited
-                finally:
-                    self._unlock(offset)
-            finally:
-                local.release()
-        except ThreadWaitTimeoutError:
-            metrics.GUARD_REJECTIONS.labels(reason="timeout").inc()
-            raise
-        except ThreadBusyError:
-            metrics.GUARD_REJECTIONS.labels(reason="reject").inc()
-            raise
-        finally:
-            self._local.leave(thread_id)
+    def hold(
+        self, thread_id: str, *, wait: bool, timeout_s: float
+    ) -> AbstractAsyncContextManager[bool]:
+        return hold_in_turn(
+            self._local, thread_id, wait=wait, timeout_s=timeout_s, session=self._session(thread_id)
+        )
+
+    def _session(self, thread_id: str) -> Session:
+        offset = thread_offset(thread_id)
+        return lambda _deadline: _RecordLock(self, offset)
 
     def close(self) -> None:
         os.close(self._fd)
