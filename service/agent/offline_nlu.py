@@ -195,14 +195,20 @@ def strip_contact(text: str) -> str:
 
 # --- confirmation code -----------------------------------------------------------------
 def parse_code(text: str) -> str | None:
-    """A 6-character code: with a digit, or written in capitals (not a shouted word)."""
+    """A 6-character code: with a digit, or written in capitals (not a shouted word).
+
+    Six digits alone count only when nothing else does: codes issued before every
+    code carried a letter can be all digits.
+    """
+    digits_only = None
     for token in re.findall(r"\b[A-Za-z0-9]{6}\b", strip_contact(text)):
         if token.isdigit():
+            digits_only = digits_only or token
             continue
         has_digit = any(ch.isdigit() for ch in token)
         if has_digit or (token.isupper() and token.lower() not in {"cancel", "thanks"}):
             return token.upper()
-    return None
+    return digits_only
 
 
 # --- service -------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from service.agent.bookings import BookingError, BookingStore
+from service.agent.bookings import BookingError, BookingStore, new_code
+from service.agent.offline_nlu import parse_code
 from service.persistence import sqlite_driver
 from tests.unit.conftest import MADRID, MONDAY_10AM, fixed_clock, make_settings
 
@@ -210,3 +211,14 @@ def test_processes_racing_for_one_slot_get_exactly_one_booking(
     assert len(confirmed) == 1
     winner = next(code for _, status, code in outcomes if status == "confirmed")
     assert confirmed[0][0] == winner
+
+
+def test_every_issued_code_is_read_back_from_a_cancel_request() -> None:
+    """A code always carries a letter and a digit, so no phrasing of it reads as a number."""
+    phrasings = ("cancel {}", "Quiero cancelar la cita {}", "cancel {} please", "anula {}")
+    for _ in range(5000):
+        code = new_code()
+        assert any(ch.isdigit() for ch in code) and any(ch.isalpha() for ch in code)
+        for phrasing in phrasings:
+            assert parse_code(phrasing.format(code)) == code
+            assert parse_code(phrasing.format(code.lower())) == code

@@ -88,6 +88,8 @@ def test_parse_fields() -> None:
     assert nlu.parse_contact("on 2025-06-20 at 10:30") is None
     assert nlu.parse_code("cancel abc123") == "ABC123"
     assert nlu.parse_code("CANCEL KQZDXA") == "KQZDXA"
+    assert nlu.parse_code("cancel 437225") == "437225"  # an all-digit code issued earlier
+    assert nlu.parse_code("cancel 437225, or is it K3ZDXA?") == "K3ZDXA"
     assert nlu.detect_language("¿qué horas hay mañana?") == "es"
     assert nlu.detect_language("what's free tomorrow") == "en"
     assert nlu.detect_language("ana@example.com") is None
