@@ -2,10 +2,11 @@
 
     python loadtest/long_conversation.py [--turns 100]
 
-For each configuration (the stock saver; ours keeping every checkpoint; ours with the
-default retention) it starts a fresh 2-worker server, sends TURNS turns to one thread,
-and reports the bytes stored for the thread, the size of its messages serialized on
-their own, the ratio, and the median turn latency around turn 5 and at the end.
+For each configuration (no persistence; the stock saver; ours keeping every checkpoint;
+ours without the decoded-checkpoint cache; ours as shipped) it starts a fresh 2-worker
+server, warms it up, holds REPEATS conversations of TURNS turns, and reports the bytes
+stored for the last thread, the size of its messages serialized on their own, the
+ratio, and the median turn latency around turn 5 and at the end.
 Written to reports/bench/long_conversation.md.
 """
 
@@ -18,6 +19,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -26,10 +28,13 @@ import httpx  # noqa: E402
 
 from tests.support.server import ServerProcess  # noqa: E402
 
+WARM_UP_TURNS = 20
 CONFIGS = {
+    "memory (no persistence)": {"CHECKPOINTER": "memory"},
     "stock AsyncSqliteSaver (keeps all)": {"CHECKPOINTER": "sqlite-stock"},
     "ours, retention all": {"CHECKPOINTER": "sqlite", "CHECKPOINT_RETENTION": "all"},
-    "ours, default (keep_latest)": {"CHECKPOINTER": "sqlite"},
+    "ours, keep_latest, no decoded cache": {"CHECKPOINTER": "sqlite", "CHECKPOINT_CACHE_MB": "0"},
+    "ours, default (keep_latest + cache)": {"CHECKPOINTER": "sqlite"},
 }
 
 
@@ -52,66 +57,89 @@ def stored_bytes(db: Path, thread_id: str) -> int:
     return checkpoints + writes
 
 
-def message_bytes(base_url: str, thread_id: str) -> int:
+def message_bytes(values: dict[str, Any]) -> int:
     """The conversation's messages serialized on their own, as the checkpointer would."""
     from langchain_core.messages import messages_from_dict
     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-    values = httpx.get(f"{base_url}/threads/{thread_id}/state", timeout=30).json()["values"]
     messages = messages_from_dict([{"type": m["type"], "data": m} for m in values["messages"]])
     return len(JsonPlusSerializer().dumps_typed(messages)[1])
 
 
-def run(name: str, env: dict[str, str], turns: int) -> dict[str, object]:
+def converse(http: httpx.Client, turns: int) -> tuple[str, list[float], dict[str, Any]]:
+    """One conversation: the thread id, each turn's latency in ms, and the final values."""
+    thread_id = str(uuid.uuid4())
+    latencies = []
+    for i in range(turns):
+        started = time.perf_counter()
+        response = http.post(
+            f"/threads/{thread_id}/runs/wait",
+            json={
+                "assistant_id": "agent",
+                "input": {"messages": [{"role": "user", "content": f"Services? {i}"}]},
+                "if_not_exists": "create",
+            },
+        )
+        response.raise_for_status()
+        latencies.append((time.perf_counter() - started) * 1000)
+    return thread_id, latencies, response.json()
+
+
+def run(name: str, env: dict[str, str], turns: int, repeats: int) -> dict[str, object]:
+    """A warm-up conversation, then `repeats` measured ones; medians across them."""
+    early, late = [], []
     with tempfile.TemporaryDirectory() as tmp, ServerProcess(Path(tmp), env=env) as srv:
-        thread_id = str(uuid.uuid4())
-        latencies = []
         with httpx.Client(base_url=srv.base_url, timeout=60) as http:
-            for i in range(turns):
-                started = time.perf_counter()
-                response = http.post(
-                    f"/threads/{thread_id}/runs/wait",
-                    json={
-                        "assistant_id": "agent",
-                        "input": {"messages": [{"role": "user", "content": f"Services? {i}"}]},
-                        "if_not_exists": "create",
-                    },
-                )
-                response.raise_for_status()
-                latencies.append((time.perf_counter() - started) * 1000)
-        stored = stored_bytes(srv.db_path, thread_id)
-        messages = message_bytes(srv.base_url, thread_id)
-    early = statistics.median(latencies[2:12])
-    late = statistics.median(latencies[-10:])
+            converse(http, WARM_UP_TURNS)
+            for _ in range(repeats):
+                thread_id, latencies, values = converse(http, turns)
+                early.append(statistics.median(latencies[2:12]))
+                late.append(statistics.median(latencies[-10:]))
+        persisted = env.get("CHECKPOINTER") != "memory"
+        stored = stored_bytes(srv.db_path, thread_id) if persisted else None
+        messages = message_bytes(values)
+    early_ms, late_ms = statistics.median(early), statistics.median(late)
     return {
         "configuration": name,
         "stored": stored,
         "messages": messages,
-        "ratio": stored / messages,
-        "early_ms": early,
-        "late_ms": late,
-        "late_x": late / early,
+        "ratio": stored / messages if stored is not None else None,
+        "early_ms": early_ms,
+        "late_ms": late_ms,
+        "late_x": late_ms / early_ms,
+        "late_x_each": [b / a for a, b in zip(early, late, strict=True)],
     }
+
+
+def _mb(value: object) -> str:
+    return f"{value / 1e6:.2f} MB" if isinstance(value, int) else "n/a"
+
+
+def _ratio(value: object) -> str:
+    return f"{value:.1f}x" if isinstance(value, float) else "n/a"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--turns", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3, help="measured conversations each")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
     args = parser.parse_args()
     rows = []
     for name, env in CONFIGS.items():
-        row = run(name, env, args.turns)
+        row = run(name, env, args.turns, args.repeats)
         rows.append(row)
+        each = ", ".join(f"{x:.2f}" for x in row["late_x_each"])
         print(
-            f"{name:38s} stored {row['stored'] / 1e6:7.2f} MB  messages "
-            f"{row['messages'] / 1e6:5.2f} MB  ratio {row['ratio']:6.1f}x  "
+            f"{name:38s} stored {_mb(row['stored'])}  ratio {_ratio(row['ratio'])}  "
             f"turn ~5 {row['early_ms']:6.1f} ms  last turns {row['late_ms']:6.1f} ms "
-            f"({row['late_x']:.2f}x)",
+            f"({row['late_x']:.2f}x; each {each})",
             flush=True,
         )
     lines = [
-        f"One {args.turns}-turn conversation, 2 workers, offline model at 0 ms.",
+        f"{args.turns}-turn conversations, 2 workers, offline model at 0 ms; after a "
+        f"{WARM_UP_TURNS}-turn warm-up, the median of {args.repeats} conversations (turn ~5: "
+        "median of turns 3-12; last turns: median of the last 10).",
         "",
         "| configuration | stored | messages alone | stored / messages | turn ~5 ms "
         "| last turns ms | last / ~5 |",
@@ -119,8 +147,8 @@ def main() -> None:
     ]
     for row in rows:
         lines.append(
-            f"| {row['configuration']} | {row['stored'] / 1e6:.2f} MB | "
-            f"{row['messages'] / 1e6:.3f} MB | {row['ratio']:.1f}x | {row['early_ms']:.1f} | "
+            f"| {row['configuration']} | {_mb(row['stored'])} | "
+            f"{row['messages'] / 1e6:.3f} MB | {_ratio(row['ratio'])} | {row['early_ms']:.1f} | "
             f"{row['late_ms']:.1f} | {row['late_x']:.2f}x |"
         )
     args.out.mkdir(parents=True, exist_ok=True)

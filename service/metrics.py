@@ -71,6 +71,11 @@ CHECKPOINT_PAYLOAD_BYTES = Histogram(
     ["backend"],
     buckets=PAYLOAD_BUCKETS,
 )
+CHECKPOINT_CACHE = Counter(
+    f"{PREFIX}_checkpoint_cache_reads",
+    "Latest-checkpoint reads served from this worker's decoded copy (hit) or decoded (miss).",
+    ["backend", "result"],
+)
 WRITE_TRANSACTIONS = Counter(
     f"{PREFIX}_storage_write_transactions",
     "Committed write transactions on the checkpoint store.",

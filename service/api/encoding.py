@@ -2,7 +2,8 @@
 
 A thread's values hold every message. FastAPI's generic encoder walks such a payload
 in Python (about 5 ms for 300 messages, growing with the conversation); orjson with
-pydantic's own `model_dump` for messages takes a tenth of that, so a long
+pydantic's own `model_dump` for messages takes a tenth of that, and each message
+is dumped once while it stays in memory (see `service.identity_memo`), so a long
 conversation's turn costs almost what a short one does.
 """
 
@@ -13,12 +14,18 @@ from typing import Any
 
 import orjson
 from fastapi import Response
+from langchain_core.messages import BaseMessage
 from pydantic import BaseModel
 
+from service.identity_memo import IdentityMemo
 from service.runs.serialize import to_jsonable
+
+_message_dump: IdentityMemo[dict[str, Any]] = IdentityMemo(lambda message: message.model_dump())
 
 
 def _default(value: Any) -> Any:
+    if isinstance(value, BaseMessage):
+        return _message_dump(value)
     if isinstance(value, BaseModel):
         return value.model_dump()
     if isinstance(value, set | frozenset | tuple):

@@ -41,12 +41,16 @@ from langgraph.checkpoint.base import (
     CheckpointTuple,
     DeltaChannelHistory,
     SerializerProtocol,
+    get_checkpoint_id,
     get_checkpoint_metadata,
 )
 from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.checkpoint.sqlite.utils import load_pending_writes, pending_writes_sql
 
 from service import metrics
+from service.persistence.decoded_cache import DecodedCheckpointCache
 from service.persistence.errors import StorageBusyError, StorageUnavailableError
+from service.persistence.serde import MessageMemoSerializer
 from service.persistence.sqlite_driver import (
     FAULT_MESSAGES,
     DatabaseError,
@@ -90,7 +94,7 @@ class SqliteCheckpointer(SqliteSaver):
         serde: SerializerProtocol | None = None,
         keep_last: int | None = None,
     ) -> None:
-        super().__init__(connect(path, settings), serde=serde)
+        super().__init__(connect(path, settings), serde=serde or MessageMemoSerializer())
         self.keep_last = keep_last
         self.path = Path(path)
         self.settings = settings
@@ -113,6 +117,7 @@ class SqliteCheckpointer(SqliteSaver):
         self._tx_total = metrics.WRITE_TRANSACTIONS.labels(backend=BACKEND)
         self._bytes_total = metrics.CHECKPOINT_WRITE_BYTES.labels(backend=BACKEND)
         self._payload_bytes = metrics.CHECKPOINT_PAYLOAD_BYTES.labels(backend=BACKEND)
+        self.decoded = DecodedCheckpointCache(settings.checkpoint_cache_mb * 1024 * 1024, BACKEND)
 
     # --- connections and transactions -----------------------------------------------
     def setup(self) -> None:
@@ -312,6 +317,7 @@ class SqliteCheckpointer(SqliteSaver):
                     self._compact(cur, thread_id, self.keep_last)
         self._bytes_total.inc(len(blob) + len(meta))
         self._payload_bytes.observe(len(blob))
+        self.decoded.put(thread_id, checkpoint_ns, checkpoint, len(blob))
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -342,6 +348,86 @@ class SqliteCheckpointer(SqliteSaver):
                 (thread_id, row[0]),
             )
 
+    # --- reads --------------------------------------------------------------------
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """The stock query, but the latest checkpoint decodes from this worker's copy.
+
+        The row is always read (so another worker's newer checkpoint is seen); its blob
+        is left out when its id is the one this worker already holds decoded.
+        """
+        configurable = config["configurable"]
+        thread_id = str(configurable["thread_id"])
+        checkpoint_ns = configurable.get("checkpoint_ns", "")
+        checkpoint_id = get_checkpoint_id(config)
+        known = self.decoded.known_id(thread_id, checkpoint_ns) if self.decoded.enabled else None
+        columns = (
+            "checkpoint_id, parent_checkpoint_id, type, metadata, length(checkpoint), "
+            "CASE WHEN checkpoint_id = ? THEN NULL ELSE checkpoint END"
+        )
+        with self.cursor(transaction=False) as cur:
+            if checkpoint_id:
+                cur.execute(
+                    f"SELECT {columns} FROM checkpoints WHERE thread_id = ? "
+                    "AND checkpoint_ns = ? AND checkpoint_id = ?",
+                    (known, thread_id, checkpoint_ns, checkpoint_id),
+                )
+            else:
+                cur.execute(
+                    f"SELECT {columns} FROM checkpoints WHERE thread_id = ? "
+                    "AND checkpoint_ns = ? ORDER BY checkpoint_id DESC LIMIT 1",
+                    (known, thread_id, checkpoint_ns),
+                )
+            row = cur.fetchone()
+            if row is None:
+                return None
+            found_id, parent_id, type_, metadata, size, blob = row
+            checkpoint = None
+            if blob is None:
+                checkpoint = self.decoded.get(thread_id, checkpoint_ns, found_id, size)
+            if self.decoded.enabled:
+                self.decoded.count(hit=checkpoint is not None)
+            if checkpoint is None:
+                if blob is None:  # evicted since `known` was read
+                    blob = cur.execute(
+                        "SELECT checkpoint FROM checkpoints WHERE thread_id = ? "
+                        "AND checkpoint_ns = ? AND checkpoint_id = ?",
+                        (thread_id, checkpoint_ns, found_id),
+                    ).fetchone()[0]
+                checkpoint = self.serde.loads_typed((type_, blob))
+                if not checkpoint_id:
+                    self.decoded.put(thread_id, checkpoint_ns, checkpoint, len(blob))
+            cur.execute(
+                pending_writes_sql(self._has_task_path), (thread_id, checkpoint_ns, found_id)
+            )
+            pending = load_pending_writes(cur, self.serde)
+        parent = (
+            {
+                "configurable": {
+                    "thread_id": thread_id,
+                    "checkpoint_ns": checkpoint_ns,
+                    "checkpoint_id": parent_id,
+                }
+            }
+            if parent_id
+            else None
+        )
+        if not checkpoint_id:
+            config = {
+                "configurable": {
+                    "thread_id": thread_id,
+                    "checkpoint_ns": checkpoint_ns,
+                    "checkpoint_id": found_id,
+                }
+            }
+        return CheckpointTuple(
+            config,
+            checkpoint,
+            json.loads(metadata) if metadata is not None else {},
+            parent,
+            pending,
+        )
+
+    # --- writes ---------------------------------------------------------------------
     def put_writes(
         self,
         config: RunnableConfig,
@@ -382,6 +468,7 @@ class SqliteCheckpointer(SqliteSaver):
         with self.write_transaction() as cur:
             for table in ("checkpoints", "writes", "threads"):
                 cur.execute(f"DELETE FROM {table} WHERE thread_id = ?", (str(thread_id),))
+        self.decoded.discard_thread(str(thread_id))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         if not run_ids:
