@@ -14,8 +14,9 @@ from typing import Any
 import httpx
 
 from loadtest import procstat, promtext
+from loadtest.procstat import CpuAt
 from loadtest.tables import percentile
-from loadtest.workload import WorkloadResult, run_workload
+from loadtest.workload import WorkloadResult, run_workload, start_time
 from service.persistence.sqlite_backend import sqlite_file_sizes
 from tests.support.server import ServerProcess
 
@@ -186,10 +187,20 @@ def measure(
             db = server.db_path
             stored_before = stored_now()
             samples_before = _scrape(server.base_url)
-            cpu_before = procstat.total_cpu_seconds(_server_pids(server))
+            # Server CPU counts from the first turn: connection set-up (GET /info on
+            # each connection, to balance them over workers) is not a turn's cost.
+            start_at = start_time(users)
+            pids = _server_pids(server)
+            cpu_at_start = CpuAt(start_at, pids)
             work = run_workload(
-                server.base_url, users, turns, workers=workers, client_procs=client_procs
+                server.base_url,
+                users,
+                turns,
+                workers=workers,
+                client_procs=client_procs,
+                start_at=start_at,
             )
+            cpu_before = cpu_at_start.result()
             cpu_after = procstat.total_cpu_seconds(_server_pids(server))
             samples_after = _scrape(server.base_url)
             files = sqlite_file_sizes(db) if db.exists() else None

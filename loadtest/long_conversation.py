@@ -4,9 +4,10 @@
 
 For each configuration (no persistence; the stock saver; ours keeping every checkpoint;
 ours without the decoded-checkpoint cache; ours as shipped) it starts a fresh 2-worker
-server, warms it up, holds REPEATS conversations of TURNS turns, and reports the bytes
-stored for the last thread, the size of its messages serialized on their own, the
-ratio, and the median turn latency around turn 5 and at the end.
+server, warms it up, and REPEATS times grows a thread to TURNS turns, timing its last
+10 turns interleaved with turns 3 to 12 of a short thread. It reports the bytes stored
+for the long thread, the size of its messages serialized on their own, the ratio, and
+the median turn latency at turn ~5 and at the end.
 Written to reports/bench/long_conversation.md.
 """
 
@@ -66,35 +67,55 @@ def message_bytes(values: dict[str, Any]) -> int:
     return len(JsonPlusSerializer().dumps_typed(messages)[1])
 
 
-def converse(http: httpx.Client, turns: int) -> tuple[str, list[float], dict[str, Any]]:
-    """One conversation: the thread id, each turn's latency in ms, and the final values."""
-    thread_id = str(uuid.uuid4())
-    latencies = []
-    for i in range(turns):
-        started = time.perf_counter()
-        response = http.post(
-            f"/threads/{thread_id}/runs/wait",
-            json={
-                "assistant_id": "agent",
-                "input": {"messages": [{"role": "user", "content": f"Services? {i}"}]},
-                "if_not_exists": "create",
-            },
-        )
-        response.raise_for_status()
-        latencies.append((time.perf_counter() - started) * 1000)
-    return thread_id, latencies, response.json()
+def turn(http: httpx.Client, thread_id: str, i: int) -> tuple[float, httpx.Response]:
+    """One turn; its latency in ms and the response."""
+    started = time.perf_counter()
+    response = http.post(
+        f"/threads/{thread_id}/runs/wait",
+        json={
+            "assistant_id": "agent",
+            "input": {"messages": [{"role": "user", "content": f"Services? {i}"}]},
+            "if_not_exists": "create",
+        },
+    )
+    response.raise_for_status()
+    return (time.perf_counter() - started) * 1000, response
+
+
+def paired(http: httpx.Client, turns: int) -> tuple[str, list[float], list[float], Any]:
+    """A long thread's last 10 turns, each right after a short thread's turn 3 to 12.
+
+    Interleaving puts both samples in the same moment of a noisy shared machine, so
+    the ratio compares conversation lengths, not whatever else the machine was doing.
+    """
+    long_id, short_id = str(uuid.uuid4()), str(uuid.uuid4())
+    for i in range(turns - 10):
+        turn(http, long_id, i)
+    for i in range(2):
+        turn(http, short_id, i)
+    early, late = [], []
+    for k in range(10):
+        early.append(turn(http, short_id, 2 + k)[0])
+        latency, response = turn(http, long_id, turns - 10 + k)
+        late.append(latency)
+    return long_id, early, late, response.json()
 
 
 def run(name: str, env: dict[str, str], turns: int, repeats: int) -> dict[str, object]:
-    """A warm-up conversation, then `repeats` measured ones; medians across them."""
-    early, late = [], []
+    """A warm-up conversation, then `repeats` paired measurements; medians of all samples."""
+    early: list[float] = []
+    late: list[float] = []
+    each = []
     with tempfile.TemporaryDirectory() as tmp, ServerProcess(Path(tmp), env=env) as srv:
         with httpx.Client(base_url=srv.base_url, timeout=60) as http:
-            converse(http, WARM_UP_TURNS)
+            warm_up = str(uuid.uuid4())
+            for i in range(WARM_UP_TURNS):
+                turn(http, warm_up, i)
             for _ in range(repeats):
-                thread_id, latencies, values = converse(http, turns)
-                early.append(statistics.median(latencies[2:12]))
-                late.append(statistics.median(latencies[-10:]))
+                thread_id, short, long, values = paired(http, turns)
+                early += short
+                late += long
+                each.append(statistics.median(long) / statistics.median(short))
         persisted = env.get("CHECKPOINTER") != "memory"
         stored = stored_bytes(srv.db_path, thread_id) if persisted else None
         messages = message_bytes(values)
@@ -107,7 +128,7 @@ def run(name: str, env: dict[str, str], turns: int, repeats: int) -> dict[str, o
         "early_ms": early_ms,
         "late_ms": late_ms,
         "late_x": late_ms / early_ms,
-        "late_x_each": [b / a for a, b in zip(early, late, strict=True)],
+        "late_x_each": each,
     }
 
 
@@ -137,9 +158,9 @@ def main() -> None:
             flush=True,
         )
     lines = [
-        f"{args.turns}-turn conversations, 2 workers, offline model at 0 ms; after a "
-        f"{WARM_UP_TURNS}-turn warm-up, the median of {args.repeats} conversations (turn ~5: "
-        "median of turns 3-12; last turns: median of the last 10).",
+        f"{args.turns}-turn conversations, 2 workers, offline model at 0 ms, after a "
+        f"{WARM_UP_TURNS}-turn warm-up. {args.repeats} times: a long thread's last 10 turns, "
+        "each right after a short thread's turn 3 to 12 (turn ~5); medians of all samples.",
         "",
         "| configuration | stored | messages alone | stored / messages | turn ~5 ms "
         "| last turns ms | last / ~5 |",

@@ -7,6 +7,8 @@ other work slows the wall clock but does not bill this server's processes.
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -32,3 +34,21 @@ def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
     """CPU used between two readings, over the processes alive at either."""
     pids = set(before) | set(after)
     return sum(after.get(pid, before.get(pid, 0.0)) - before.get(pid, 0.0) for pid in pids)
+
+
+class CpuAt:
+    """The processes' CPU seconds read at a given time.monotonic(), from a thread."""
+
+    def __init__(self, when: float, pids: Iterable[int]) -> None:
+        self._pids = list(pids)
+        self._reading: dict[int, float] = {}
+        self._thread = threading.Thread(target=self._read, args=(when,), daemon=True)
+        self._thread.start()
+
+    def _read(self, when: float) -> None:
+        time.sleep(max(0.0, when - time.monotonic()))
+        self._reading = total_cpu_seconds(self._pids)
+
+    def result(self) -> dict[int, float]:
+        self._thread.join()
+        return self._reading

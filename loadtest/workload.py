@@ -168,6 +168,11 @@ def _in_process(
     return asyncio.run(run_users(base_url, uids, turns, slot_base, start_at, workers))
 
 
+def start_time(users: int) -> float:
+    """A start far enough ahead for `users` connections to open and balance."""
+    return time.monotonic() + 1.0 + users / 200
+
+
 def run_workload(
     base_url: str,
     users: int,
@@ -176,11 +181,16 @@ def run_workload(
     workers: int,
     slot_base: int = 0,
     client_procs: int = 1,
+    start_at: float | None = None,
 ) -> WorkloadResult:
-    """N users x T turns, spread evenly over `workers`, from `client_procs` processes."""
+    """N users x T turns, spread evenly over `workers`, from `client_procs` processes.
+
+    Connections are opened and balanced before the shared start time `start_at`
+    (time.monotonic(); by default a margin from now that grows with `users`).
+    """
     uids = list(range(users))
-    # Connections are opened and balanced before the shared start time.
-    start_at = time.monotonic() + 1.0 + users / 200
+    if start_at is None:
+        start_at = start_time(users)
     if client_procs <= 1:
         return _in_process(base_url, uids, turns, slot_base, start_at, workers)
     groups = [uids[i::client_procs] for i in range(client_procs)]

@@ -62,7 +62,7 @@ class Settings(BaseSettings):
 
     # --- data lifecycle --------------------------------------------------------------
     checkpoint_retention: str = "keep_latest"
-    checkpoint_cache_mb: int = Field(16, ge=0, le=4096)
+    checkpoint_cache_mb: int = Field(4, ge=0, le=4096)
     thread_ttl_days: float = Field(30.0, ge=0)
     maintenance_interval_s: float = Field(60.0, gt=0, le=86_400)
     maintenance_batch_size: int = Field(100, ge=1, le=100_000)
