@@ -111,6 +111,44 @@ def test_hundred_turn_conversation_stores_linear_size(
         assert ratio <= 3.0
 
 
+def test_a_conversation_held_on_one_worker_is_not_decoded_again(tmp_path: Path) -> None:
+    """On a keep-alive connection (one worker) every read after the first write is a hit,
+    and a turn taken by the other worker in between is read, not the stale copy."""
+    from tests.observability.support import Scrape
+
+    with ServerProcess(tmp_path, workers=2) as srv, httpx.Client(base_url=srv.base_url) as one:
+        tid = str(uuid.uuid4())
+        body = {"assistant_id": "agent", "if_not_exists": "create"}
+
+        def say(client: httpx.Client, text: str) -> dict:
+            message = {"messages": [{"role": "user", "content": text}]}
+            response = client.post(f"/threads/{tid}/runs/wait", json={**body, "input": message})
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        pinned = one.get("/info").json()["pid"]
+        for i in range(10):
+            say(one, f"What services do you offer? ({i})")
+        before = Scrape.parse(one.get("/metrics").text)
+        result = "booking_agent_checkpoint_cache_reads_total"
+        assert before.total(result, result="hit") >= 9
+        assert before.total(result, result="miss") == 0
+
+        # The other worker takes a turn; the pinned worker must see it.
+        for _ in range(50):
+            with httpx.Client(base_url=srv.base_url) as other:
+                if other.get("/info").json()["pid"] != pinned:
+                    say(other, "And on the other worker?")
+                    break
+        else:
+            pytest.fail("no connection reached the other worker")
+        values = say(one, "Back on the first one")
+        assert humans(values)[-2:] == ["And on the other worker?", "Back on the first one"]
+        assert len(humans(values)) == 12
+        after = Scrape.parse(one.get("/metrics").text)
+        assert after.total(result, result="miss") >= 1
+
+
 def _seed(path: Path, settings: Settings, threads: int, turns: int) -> None:
     """Write real graph checkpoints (keeping all of them) through the saver."""
     import asyncio
