@@ -20,7 +20,9 @@ from pydantic import BaseModel
 from service.identity_memo import IdentityMemo
 from service.runs.serialize import to_jsonable
 
-_message_dump: IdentityMemo[dict[str, Any]] = IdentityMemo(lambda message: message.model_dump())
+_message_dump: IdentityMemo[dict[str, Any]] = IdentityMemo(
+    lambda message: message.model_dump(), version=lambda message: message.id
+)
 
 
 def _default(value: Any) -> Any:

@@ -2,9 +2,8 @@
 
 A root checkpoint holds the whole conversation, so serializing it costs time in
 proportion to the conversation's length on every turn. The bytes are exactly
-JsonPlusSerializer's (a test compares them); only a message that is already known
-is not dumped again. Relies on messages never being edited in place, like the
-decoded-checkpoint cache that keeps them alive between turns.
+JsonPlusSerializer's (a test compares them); only a message that is already known,
+with the same id, is not dumped again (see `service.identity_memo`).
 """
 
 from __future__ import annotations
@@ -18,7 +17,9 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from service.identity_memo import IdentityMemo
 
-_message_ext: IdentityMemo[Any] = IdentityMemo(jsonplus._msgpack_default)
+_message_ext: IdentityMemo[Any] = IdentityMemo(
+    jsonplus._msgpack_default, version=lambda message: message.id
+)
 
 
 def _default(obj: Any) -> Any:

@@ -82,6 +82,25 @@ async def test_turns_alternating_between_workers_keep_the_whole_conversation(
     assert cache_reads("hit") > hits_before  # the second turn on a worker used its copy
 
 
+@pytest.mark.parametrize("durability", ["exit", "async", "sync"])
+async def test_what_a_worker_serves_is_what_the_database_holds(
+    workers: tuple[SqliteCheckpointer, SqliteCheckpointer], durability: str
+) -> None:
+    """Message ids are assigned by the reducer in place, after a node's output may
+    already have been serialized as a pending write: nothing may keep the id-less form."""
+    first, second = workers
+    graph = compiled(first)
+    for i in range(3):
+        await graph.ainvoke(
+            {"messages": [HumanMessage(f"turn {i}")]}, config("t"), durability=durability
+        )
+    served = (await graph.aget_state(config("t"))).values["messages"]
+    stored = (await compiled(second).aget_state(config("t"))).values["messages"]
+    assert all(m.id for m in stored)
+    assert [(m.id, m.content) for m in served] == [(m.id, m.content) for m in stored]
+    assert [m.model_dump() for m in served] == [m.model_dump() for m in stored]
+
+
 async def test_a_read_from_the_cache_equals_a_fresh_decode_and_is_private(
     workers: tuple[SqliteCheckpointer, SqliteCheckpointer],
 ) -> None:
@@ -174,15 +193,19 @@ def test_the_cache_is_bounded_by_stored_bytes_least_recently_used_first() -> Non
 
 def test_identity_memo_computes_once_per_live_object_and_forgets_dead_ones() -> None:
     calls: list[str] = []
-    memo: IdentityMemo[str] = IdentityMemo(lambda m: calls.append(m.content) or m.content.upper())
+    memo: IdentityMemo[str] = IdentityMemo(
+        lambda m: calls.append(m.content) or f"{m.content.upper()} {m.id}", version=lambda m: m.id
+    )
     message = HumanMessage("hola")
-    assert memo(message) == memo(message) == "HOLA"
+    assert memo(message) == memo(message) == "HOLA None"
     assert calls == ["hola"]
+    message.id = "m1"  # what add_messages does to a message without an id
+    assert memo(message) == "HOLA m1"
     assert len(memo) == 1
     del message
     gc.collect()
     assert len(memo) == 0
-    assert memo(HumanMessage("adiós")) == "ADIÓS"
+    assert memo(HumanMessage("adiós")) == "ADIÓS None"
 
 
 def test_the_memoizing_serializer_writes_exactly_langgraphs_bytes() -> None:
@@ -194,6 +217,10 @@ def test_the_memoizing_serializer_writes_exactly_langgraphs_bytes() -> None:
     ours, stock = MessageMemoSerializer(), JsonPlusSerializer()
     for _ in range(2):  # the second time from the memo
         assert ours.dumps_typed(value) == stock.dumps_typed(value)
+    unnamed = AIMessage("sin id")
+    assert ours.dumps_typed([unnamed]) == stock.dumps_typed([unnamed])
+    unnamed.id = "a2"  # assigned in place by add_messages after a pending write was saved
+    assert ours.dumps_typed([unnamed]) == stock.dumps_typed([unnamed])
     assert ours.loads_typed(ours.dumps_typed(value)) == value
     assert ours.dumps_typed(None) == stock.dumps_typed(None)
     assert ours.dumps_typed(b"raw") == stock.dumps_typed(b"raw")
