@@ -388,11 +388,14 @@ class SqliteCheckpointer(SqliteSaver):
                 self.decoded.count(hit=checkpoint is not None)
             if checkpoint is None:
                 if blob is None:  # evicted since `known` was read
-                    blob = cur.execute(
+                    fetched = cur.execute(
                         "SELECT checkpoint FROM checkpoints WHERE thread_id = ? "
                         "AND checkpoint_ns = ? AND checkpoint_id = ?",
                         (thread_id, checkpoint_ns, found_id),
-                    ).fetchone()[0]
+                    ).fetchone()
+                    if fetched is None:  # deleted by another worker in between
+                        return None
+                    blob = fetched[0]
                 checkpoint = self.serde.loads_typed((type_, blob))
                 if not checkpoint_id:
                     self.decoded.put(thread_id, checkpoint_ns, checkpoint, len(blob))
