@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     web_concurrency: int = Field(2, ge=1, le=256)
     graceful_timeout_s: int = Field(30, ge=1, le=3600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    gil_switch_interval_ms: float = Field(0.5, gt=0, le=100)
+    gil_switch_interval_ms: float = Field(0.1, gt=0, le=100)
 
     # --- persistence -------------------------------------------------------------
     checkpointer: Literal["sqlite", "memory", "postgres", "sqlite-stock"] = "sqlite"
