@@ -119,11 +119,6 @@ class DecodedCheckpointCache:
             for key in [key for key in self._entries if key[0] == thread_id]:
                 self._drop(key)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._bytes = 0
-
     def _drop(self, key: tuple[str, str]) -> None:
         entry = self._entries.pop(key, None)
         if entry is not None:
