@@ -86,21 +86,13 @@ class SqliteBookingDatabase:
     @contextmanager
     def write(self) -> Iterator[Any]:
         """`BEGIN IMMEDIATE` ... `COMMIT`, with `ROLLBACK` on any exception."""
-        with self._lock:
-            conn = self._connection()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite_driver.OperationalError as exc:
-                if sqlite_driver.is_busy_error(exc):
-                    raise BookingBusyError(BUSY_MESSAGE) from exc
-                raise
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        with (
+            self._lock,
+            sqlite_driver.immediate(
+                self._connection(), on_busy=lambda _: BookingBusyError(BUSY_MESSAGE)
+            ) as conn,
+        ):
+            yield conn
 
     @contextmanager
     def read(self) -> Iterator[Any]:
@@ -120,14 +112,9 @@ class SqliteBookingDatabase:
         """Create the tables; idempotent, and leaves no connection open (fork-safe)."""
         conn = sqlite_driver.connect(self.path, self.settings)
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with sqlite_driver.immediate(conn):
                 for statement in SQLITE_SCHEMA:
                     conn.execute(statement)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
         finally:
             conn.close()
 

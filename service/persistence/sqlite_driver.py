@@ -9,6 +9,8 @@ bundles a fixed library, so it is preferred wherever its wheel exists.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -114,6 +116,30 @@ def effective_pragmas(conn: Any) -> dict[str, Any]:
         "auto_vacuum",
     )
     return {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in names}
+
+
+@contextmanager
+def immediate(
+    conn: Any, *, on_busy: Callable[[BaseException], BaseException] | None = None
+) -> Iterator[Any]:
+    """`BEGIN IMMEDIATE` … `COMMIT`, with `ROLLBACK` on any exception.
+
+    `on_busy` turns a lock that could not be had within busy_timeout into the
+    caller's own error (raised from the original).
+    """
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except OperationalError as exc:
+        if on_busy is not None and is_busy_error(exc):
+            raise on_busy(exc) from exc
+        raise
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def is_busy_error(exc: BaseException) -> bool:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from service.persistence.sqlite_driver import connect, sqlite3
+from service.persistence.sqlite_driver import connect, immediate, sqlite3
 from service.settings import Settings
 
 Progress = Callable[[int, int], None]
@@ -34,18 +34,6 @@ def maintenance_connection(
         yield conn
     finally:
         conn.close()
-
-
-@contextmanager
-def immediate(conn: Any) -> Iterator[Any]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
 
 
 def delete_thread_rows(conn: Any, thread_id: str) -> None:

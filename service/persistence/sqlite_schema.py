@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from service.persistence.sqlite_driver import DatabaseError, connect, storage_fault
+from service.persistence.sqlite_driver import DatabaseError, connect, immediate, storage_fault
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,7 @@ def _init_database(path: Path, settings: Settings) -> None:
         if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
             log.info("checkpoint database schema is current: %s", path)
             return  # nothing to write, so a start never needs the write lock
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             for statement in _TABLES.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -123,10 +122,6 @@ def _init_database(path: Path, settings: Settings) -> None:
                 """
             )
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
         log.info("checkpoint database ready: %s (journal_mode=%s)", path, mode)
     finally:

@@ -222,3 +222,22 @@ def test_every_issued_code_is_read_back_from_a_cancel_request() -> None:
         for phrasing in phrasings:
             assert parse_code(phrasing.format(code)) == code
             assert parse_code(phrasing.format(code.lower())) == code
+
+
+def test_a_booking_write_behind_a_held_lock_is_busy_and_leaves_the_database_usable(
+    tmp_path: Path,
+) -> None:
+    from service.agent.booking_db import BookingBusyError, SqliteBookingDatabase
+
+    settings = make_settings(sqlite_busy_timeout_ms=50)
+    database = SqliteBookingDatabase(tmp_path / "appointments.db", settings)
+    database.init_schema()
+    holder = sqlite_driver.connect(tmp_path / "appointments.db", settings)
+    holder.execute("BEGIN IMMEDIATE")
+    with pytest.raises(BookingBusyError), database.write():
+        pytest.fail("the write must not start while another connection holds the lock")
+    holder.execute("ROLLBACK")
+    holder.close()
+    with database.write() as conn:
+        conn.execute("DELETE FROM appointments")
+    database.close()
