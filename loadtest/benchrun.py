@@ -30,12 +30,20 @@ class Config:
     label: str
     checkpointer: str
     durability: str
+    settings: tuple[tuple[str, str], ...] = ()
 
 
 CONFIGS = {
     "memory": Config("memory", "memory (ceiling)", "memory", "exit"),
     "stock": Config("stock", "stock AsyncSqliteSaver", "sqlite-stock", "exit"),
     "exit": Config("exit", "ours, durability=exit", "sqlite", "exit"),
+    "exit-threads": Config(
+        "exit-threads",
+        "ours, exit, SQLite always on threads",
+        "sqlite",
+        "exit",
+        (("SQLITE_LOOP_FIRST", "false"),),
+    ),
     "async": Config("async", "ours, durability=async", "sqlite", "async"),
     "sync": Config("sync", "ours, durability=sync", "sqlite", "sync"),
     "postgres": Config("postgres", "PostgreSQL, durability=exit", "postgres", "exit"),
@@ -165,6 +173,7 @@ def measure(
         "CHECKPOINT_DURABILITY": config.durability,
         "OFFLINE_LLM_LATENCY_MS": str(latency_ms),
         "LOG_LEVEL": "warning",
+        **dict(config.settings),
     }
     pg_url = None
     if config.checkpointer == "postgres":

@@ -86,6 +86,14 @@ STORAGE_BUSY_ERRORS = Counter(
     "Operations that failed because the database stayed locked past busy_timeout.",
     ["backend", "operation"],
 )
+STORAGE_DEFERRED_OPERATIONS = Counter(
+    f"{PREFIX}_storage_deferred_operations",
+    "Point reads and single-transaction writes that found a lock taken, so ran on "
+    "their connection's thread instead of the event loop.",
+    ["backend", "operation"],
+)
+# The operations that try the event loop first.
+LOOP_FIRST_OPERATIONS = ("get", "thread", "put", "put_writes")
 
 # Label values known in advance. Their series are created at zero when a worker
 # starts (`init_series`), so `rate()` and alerts see 0 instead of no data.

@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     sqlite_wal_autocheckpoint: int = Field(1000, ge=0)
     sqlite_journal_size_limit: int = Field(64 * 1024 * 1024, ge=-1)
     sqlite_allow_affected_version: bool = False
+    sqlite_loop_first: bool = True
 
     # --- data lifecycle --------------------------------------------------------------
     checkpoint_retention: str = "keep_latest"

@@ -11,7 +11,12 @@ WAL file:
   and then fail every later write on that worker.
 * Reads run in autocommit on their own connection, so they never wait behind a
   write in this worker and never hold an old snapshot.
-* Each connection has one dedicated thread: the event loop never blocks on SQLite.
+* The event loop never waits for a lock. A point read or a one-transaction write runs
+  right on the loop when it can start at once (its connection free, the write gate
+  free, SQLite's lock had with no busy wait): then it costs its statements and
+  nothing else. Anything that would have to wait runs on the connection's dedicated
+  thread instead, where waiting is harmless. The thread hop alone cost more CPU than
+  a whole uncontended write.
 * A root checkpoint and its thread's `updated_at` are written in one transaction,
   so a turn costs one write transaction with `durability="exit"`.
 * The extended saver capabilities: `delete_for_runs`, `copy_thread`, `prune`.
@@ -55,6 +60,7 @@ from service.persistence.sqlite_driver import (
     FAULT_MESSAGES,
     DatabaseError,
     connect,
+    is_busy_error,
     storage_fault,
 )
 from service.persistence.sqlite_maintenance import prune_rows
@@ -75,6 +81,24 @@ _RUN_ID = "json_extract(CAST(metadata AS TEXT), '$.run_id')"
 
 class _AbandonedWrite(StorageBusyError):
     """The waiting caller gave up before this write started; it never runs."""
+
+
+class _WouldBlock(Exception):
+    """An attempt on the event loop found a lock taken; nothing was done.
+
+    `soon`: another worker holds the write gate, for one short transaction, so trying
+    again shortly is worth it. Otherwise the operation moves to its connection's thread.
+    """
+
+    def __init__(self, *, soon: bool = False) -> None:
+        super().__init__()
+        self.soon = soon
+
+
+# How long a write keeps trying on the event loop while another write of this service
+# holds the lock (one short transaction, usually well under a millisecond) before it
+# queues on its connection's thread.
+_LOOP_SPIN_S = 0.001
 
 
 def utcnow_iso() -> str:
@@ -108,6 +132,13 @@ class SqliteCheckpointer(SqliteSaver):
         self._gate = WriteGate(self.path.with_name(self.path.name + ".write-gate"))
         self._ticket = threading.local()
         self._write_wait_s = settings.sqlite_busy_timeout_ms / 1000
+        self._restore_busy_timeout = f"PRAGMA busy_timeout={settings.sqlite_busy_timeout_ms}"
+        # Set while an operation runs on the event loop's thread, where nothing may wait.
+        self._on_loop = threading.local()
+        # Writes handed to the writer thread and not finished: while there are any, later
+        # writes queue behind them instead of overtaking them on the loop.
+        self._queued_writes = 0
+        self._loop_first = settings.sqlite_loop_first
         self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-read")
         self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
         self._op_seconds = {
@@ -115,6 +146,10 @@ class SqliteCheckpointer(SqliteSaver):
             for op in metrics.CHECKPOINT_OPERATIONS
         }
         self._tx_total = metrics.WRITE_TRANSACTIONS.labels(backend=BACKEND)
+        self._deferred = {
+            op: metrics.STORAGE_DEFERRED_OPERATIONS.labels(operation=op, backend=BACKEND)
+            for op in metrics.LOOP_FIRST_OPERATIONS
+        }
         self._bytes_total = metrics.CHECKPOINT_WRITE_BYTES.labels(backend=BACKEND)
         self._payload_bytes = metrics.CHECKPOINT_PAYLOAD_BYTES.labels(backend=BACKEND)
         self.decoded = DecodedCheckpointCache(settings.checkpoint_cache_mb * 1024 * 1024, BACKEND)
@@ -129,12 +164,39 @@ class SqliteCheckpointer(SqliteSaver):
             with self.write_transaction() as cur:
                 yield cur
             return
-        with self.lock:
+        if not getattr(self._on_loop, "active", False):
+            with self.lock:
+                cur = self.conn.cursor()
+                try:
+                    yield cur
+                finally:
+                    cur.close()
+            return
+        if not self.lock.acquire(blocking=False):
+            raise _WouldBlock
+        try:
             cur = self.conn.cursor()
             try:
-                yield cur
+                with self._without_busy_wait(cur):
+                    yield cur
             finally:
                 cur.close()
+        finally:
+            self.lock.release()
+
+    @contextmanager
+    def _without_busy_wait(self, cur: Any) -> Iterator[None]:
+        """SQLite answers SQLITE_BUSY at once instead of sleeping in its busy handler;
+        that answer becomes `_WouldBlock`."""
+        cur.execute("PRAGMA busy_timeout=0")
+        try:
+            yield
+        except DatabaseError as exc:
+            if is_busy_error(exc):
+                raise _WouldBlock from exc
+            raise
+        finally:
+            cur.execute(self._restore_busy_timeout)
 
     @contextmanager
     def write_transaction(self) -> Iterator[Any]:
@@ -142,35 +204,67 @@ class SqliteCheckpointer(SqliteSaver):
 
         Storage faults become `StorageUnavailableError` (busy: `StorageBusyError`) and
         are remembered until a write succeeds again, so readiness can report them.
+        On the event loop it only starts if every lock can be had at once
+        (`_WouldBlock` otherwise, before anything is written).
         """
-        with self._write_lock:
-            self._gate.acquire()
-            try:
+        on_loop = getattr(self._on_loop, "active", False)
+        with self._write_locks(on_loop):
+            if not on_loop:
                 ticket: WriteTicket | None = getattr(self._ticket, "current", None)
                 if ticket is not None and not ticket.start():
                     raise StorageBusyError(FAULT_MESSAGES["busy"], retry_after_s=self.retry_after_s)
                 if self.write_fault == "readonly":
                     self._reopen_writer()
-                cur = self.writer.cursor()
+            cur = self.writer.cursor()
+            try:
+                self._begin(cur, on_loop)
                 try:
-                    cur.execute("BEGIN IMMEDIATE")
-                    try:
-                        yield cur
-                        cur.execute("COMMIT")
-                    except BaseException:
-                        self._rollback()
-                        raise
-                except DatabaseError as exc:
-                    unavailable = self._unavailable(exc)
-                    if unavailable is None:
-                        raise
-                    raise unavailable from exc
-                finally:
-                    cur.close()
+                    yield cur
+                    cur.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
+            except DatabaseError as exc:
+                unavailable = self._unavailable(exc)
+                if unavailable is None:
+                    raise
+                raise unavailable from exc
             finally:
-                self._gate.release()
+                cur.close()
         self.write_fault = None
         self._tx_total.inc()
+
+    @contextmanager
+    def _write_locks(self, on_loop: bool) -> Iterator[None]:
+        """This worker's writer connection, then the cross-process gate.
+
+        On the event loop it never waits: `_WouldBlock` if either is taken.
+        """
+        if on_loop:
+            if self.write_fault:
+                raise _WouldBlock
+            if not self._write_lock.acquire(blocking=False):
+                raise _WouldBlock  # this worker's writer thread is busy: queue behind it
+            if not self._gate.try_acquire():
+                self._write_lock.release()
+                raise _WouldBlock(soon=True)
+        else:
+            self._write_lock.acquire()
+            self._gate.acquire()
+        try:
+            yield
+        finally:
+            self._gate.release()
+            self._write_lock.release()
+
+    def _begin(self, cur: Any, on_loop: bool) -> None:
+        if not on_loop:
+            cur.execute("BEGIN IMMEDIATE")
+            return
+        # The gate keeps this service's writers out; a writer from outside it (the
+        # maintenance sweep, a backup, a shell) may still hold SQLite's lock.
+        with self._without_busy_wait(cur):
+            cur.execute("BEGIN IMMEDIATE")
 
     def _reopen_writer(self) -> None:
         """A connection opened while the file was read-only stays read-only: open anew.
@@ -221,10 +315,20 @@ class SqliteCheckpointer(SqliteSaver):
         with self.cursor(transaction=False) as cur:
             return cur.execute(sql, params).fetchall()
 
-    def _timed(self, operation: str, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        start = perf_counter()
+    def _timed(
+        self,
+        operation: str,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        start: float | None = None,
+    ) -> T:
+        start = perf_counter() if start is None else start
+        done = True
         try:
             return fn(*args)
+        except _WouldBlock:
+            done = False  # it has not run: its time is measured where it does
+            raise
         except _AbandonedWrite:
             raise  # its caller already answered 503 and counted it
         except StorageBusyError:
@@ -238,23 +342,63 @@ class SqliteCheckpointer(SqliteSaver):
                 metrics.STORAGE_BUSY_ERRORS.labels(backend=BACKEND, operation=operation).inc()
             raise unavailable from exc
         finally:
-            self._op_seconds[operation].observe(perf_counter() - start)
+            if done:
+                self._op_seconds[operation].observe(perf_counter() - start)
 
-    async def run_read(self, operation: str, fn: Callable[..., T], *args: Any) -> T:
+    def _on_loop_now(
+        self, operation: str, fn: Callable[..., T], args: tuple[Any, ...], start: float
+    ) -> T:
+        """Run `fn` here, on the event loop; `_WouldBlock` if it would have to wait."""
+        self._on_loop.active = True
+        try:
+            return self._timed(operation, fn, args, start)
+        finally:
+            self._on_loop.active = False
+
+    async def run_read(
+        self, operation: str, fn: Callable[..., T], *args: Any, point: bool = False
+    ) -> T:
+        """A read on the reader connection's thread; a `point` read (a few rows by
+        key) runs on the event loop when the connection is free."""
+        if point and self._loop_first:
+            try:
+                return self._on_loop_now(operation, fn, args, perf_counter())
+            except _WouldBlock:
+                self._deferred[operation].inc()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._read_pool, self._timed, operation, fn, args)
 
-    async def run_write(self, operation: str, fn: Callable[..., T], *args: Any) -> T:
+    async def run_write(
+        self, operation: str, fn: Callable[..., T], *args: Any, single: bool = False
+    ) -> T:
         """Queue a write; 503 if it cannot start within busy_timeout (nothing written).
+
+        A `single` write (`fn` opens one transaction, and has no effect outside it)
+        runs on the event loop when no earlier write of this worker is still queued on
+        the writer thread and it can start without waiting. While another write of
+        this service holds the lock it tries again for up to `_LOOP_SPIN_S`, yielding
+        the CPU in between: on the writer thread it would win the GIL back after each
+        statement, and under load those hand-offs cost more than this wait.
 
         Once a write has started it runs to its end (bounded by SQLite's busy_timeout),
         so a client is never told "not written" about a write that then lands.
         """
+        if single and self._loop_first and not self._queued_writes:
+            start = perf_counter()
+            while True:
+                try:
+                    return self._on_loop_now(operation, fn, args, start)
+                except _WouldBlock as exc:
+                    if not exc.soon or not self._gate_freed(start + _LOOP_SPIN_S):
+                        self._deferred[operation].inc()
+                        break
         loop = asyncio.get_running_loop()
         ticket = WriteTicket()
         future = loop.run_in_executor(
             self._write_pool, self._timed_ticket, ticket, operation, fn, args
         )
+        self._queued_writes += 1
+        future.add_done_callback(self._write_finished)
         try:
             return await asyncio.wait_for(asyncio.shield(future), self._write_wait_s)
         except TimeoutError:
@@ -264,6 +408,17 @@ class SqliteCheckpointer(SqliteSaver):
                     FAULT_MESSAGES["busy"], retry_after_s=self.retry_after_s
                 ) from None
             return await future
+
+    def _gate_freed(self, deadline: float) -> bool:
+        """Wait, yielding the CPU, until no other process holds the write gate."""
+        while perf_counter() < deadline:
+            os.sched_yield()
+            if self._gate.is_free():
+                return True
+        return False
+
+    def _write_finished(self, _: asyncio.Future[Any]) -> None:
+        self._queued_writes -= 1
 
     def _timed_ticket(
         self, ticket: WriteTicket, operation: str, fn: Callable[..., T], args: tuple[Any, ...]
@@ -528,7 +683,7 @@ class SqliteCheckpointer(SqliteSaver):
 
     # --- async API (what the graph and the HTTP layer use) ------------------------------
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await self.run_read("get", self.get_tuple, config)
+        return await self.run_read("get", self.get_tuple, config, point=True)
 
     async def alist(
         self,
@@ -551,7 +706,9 @@ class SqliteCheckpointer(SqliteSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return await self.run_write("put", self.put, config, checkpoint, metadata, new_versions)
+        return await self.run_write(
+            "put", self.put, config, checkpoint, metadata, new_versions, single=True
+        )
 
     async def aput_writes(
         self,
@@ -560,7 +717,9 @@ class SqliteCheckpointer(SqliteSaver):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        await self.run_write("put_writes", self.put_writes, config, writes, task_id, task_path)
+        await self.run_write(
+            "put_writes", self.put_writes, config, writes, task_id, task_path, single=True
+        )
 
     async def adelete_thread(self, thread_id: str) -> None:
         await self.run_write("delete", self.delete_thread, thread_id)

@@ -16,6 +16,8 @@ import os
 import threading
 from pathlib import Path
 
+from service.runs.guard import locked_by_another_process, try_record_lock
+
 
 class WriteGate:
     def __init__(self, path: Path | str) -> None:
@@ -27,6 +29,14 @@ class WriteGate:
     def acquire(self) -> None:
         """Block the calling thread until this process holds the gate."""
         fcntl.lockf(self._fd, fcntl.LOCK_EX, 1, 0, os.SEEK_SET)
+
+    def try_acquire(self) -> bool:
+        """Take the gate only if no other process holds it; never waits."""
+        return try_record_lock(self._fd, 0)
+
+    def is_free(self) -> bool:
+        """No other process holds the gate now."""
+        return not locked_by_another_process(self._fd, 0)
 
     def release(self) -> None:
         fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, 0, os.SEEK_SET)

@@ -64,6 +64,22 @@ class ThreadGuard(Protocol):
     def close(self) -> None: ...
 
 
+def try_record_lock(fd: int, offset: int) -> bool:
+    """Take the byte at `offset` for this process if no other process holds it; never waits."""
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset, os.SEEK_SET)
+    except (BlockingIOError, PermissionError):
+        return False
+    return True
+
+
+def locked_by_another_process(fd: int, offset: int) -> bool:
+    """Whether another process holds the byte at `offset` (F_GETLK asks without taking it)."""
+    query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
+    answer = fcntl.fcntl(fd, fcntl.F_GETLK, query)
+    return struct.unpack(_FLOCK, answer)[0] != fcntl.F_UNLCK
+
+
 def thread_offset(thread_id: str) -> int:
     digest = hashlib.blake2b(thread_id.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big") & _OFFSET_MASK
@@ -182,11 +198,7 @@ class FileLockGuard:
         self._local = _LocalLocks()
 
     def _try_lock(self, offset: int) -> bool:
-        try:
-            fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset, os.SEEK_SET)
-        except (BlockingIOError, PermissionError):
-            return False
-        return True
+        return try_record_lock(self._fd, offset)
 
     def _unlock(self, offset: int) -> None:
         fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, offset, os.SEEK_SET)
@@ -194,10 +206,8 @@ class FileLockGuard:
     def is_busy(self, thread_id: str) -> bool:
         if self._local.locked(thread_id):
             return True
-        # F_GETLK asks without taking the lock, so probing never disturbs a run.
-        query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, thread_offset(thread_id), 1, 0)
-        answer = fcntl.fcntl(self._fd, fcntl.F_GETLK, query)
-        return struct.unpack(_FLOCK, answer)[0] != fcntl.F_UNLCK
+        # Probing never disturbs a run: it does not take the lock.
+        return locked_by_another_process(self._fd, thread_offset(thread_id))
 
     def hold(
         self, thread_id: str, *, wait: bool, timeout_s: float
