@@ -6,6 +6,7 @@ nothing opened before the fork is used after it.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -52,6 +53,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         extra={"bookings": bookings},
     )
     set_build_info(persistence.backend)
+    # What start-up built lives as long as the worker: move it out of the collector's
+    # way, so that a full collection walks only what the turns create (without this,
+    # one took 200 ms of a busy worker's event loop).
+    gc.collect()
+    gc.freeze()
     metrics.WORKER_UP.labels(pid=str(os.getpid())).set(1)
     log.info("worker %d ready (backend=%s)", os.getpid(), persistence.backend)
     try:

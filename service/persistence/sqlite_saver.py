@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import json
 import logging
 import os
@@ -251,10 +252,17 @@ class SqliteCheckpointer(SqliteSaver):
         else:
             self._write_lock.acquire()
             self._gate.acquire()
+        # A garbage collection that starts while this process holds the gate stalls
+        # every worker's writes; it waits until the gate is released. Only the holder
+        # of `_write_lock` switches the collector, so two writers never interleave.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             yield
         finally:
             self._gate.release()
+            if collecting:
+                gc.enable()
             self._write_lock.release()
 
     def _begin(self, cur: Any, on_loop: bool) -> None:
