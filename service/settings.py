@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(30000, ge=0, le=600_000)
     sqlite_connect_timeout_s: float = Field(30.0, ge=0, le=600)
     sqlite_wal_autocheckpoint: int = Field(1000, ge=0)
+    sqlite_wal_checkpoint_interval_ms: int = Field(50, ge=0, le=60_000)
     sqlite_journal_size_limit: int = Field(64 * 1024 * 1024, ge=-1)
     sqlite_allow_affected_version: bool = False
     sqlite_loop_first: bool = True
@@ -206,6 +207,17 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.booking_timezone)
+
+    def writer_wal_autocheckpoint(self) -> int:
+        """Pages after which a commit checkpoints the WAL itself.
+
+        With background checkpoints on, commits only do it as a backstop, at 2x the
+        setting: a checkpoint inside a commit holds the write lock while it copies
+        pages and syncs, and every writer of every worker waits behind it.
+        """
+        if self.sqlite_wal_checkpoint_interval_ms and self.sqlite_wal_autocheckpoint:
+            return 2 * self.sqlite_wal_autocheckpoint
+        return self.sqlite_wal_autocheckpoint
 
     def sqlite_pragmas(self) -> dict[str, str | int]:
         """The PRAGMAs applied to each connection, in the order they are set."""

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from pathlib import Path
 
 from service import metrics
 from service.persistence.leader import FileLeaderLock
-from service.persistence.sqlite_maintenance import sweep
+from service.persistence.sqlite_driver import DatabaseError, connect
+from service.persistence.sqlite_maintenance import checkpoint_wal, sweep
 from service.runs.guard import ThreadGuard
 from service.settings import Settings
 
@@ -24,7 +26,15 @@ def leader_path_for(db_path: Path) -> Path:
 
 
 class SqliteMaintenance:
-    """TTL, retention and WAL control for the SQLite backend, run by one worker at a time."""
+    """TTL, retention and WAL control for the SQLite backend, run by one worker at a time.
+
+    Besides the sweep, the leader checkpoints the WAL in the background, on its own
+    connection and thread (PASSIVE: it never waits for, nor blocks, a reader or a
+    writer). Left to the commits, the checkpoint runs inside the one that crosses
+    `SQLITE_WAL_AUTOCHECKPOINT` pages, with the write lock held while it copies pages
+    and syncs, so every writer of every worker waits; the writers keep that only as a
+    backstop, at twice the setting (`Settings.writer_wal_autocheckpoint`).
+    """
 
     def __init__(self, settings: Settings, guard: ThreadGuard) -> None:
         self.settings = settings
@@ -32,15 +42,24 @@ class SqliteMaintenance:
         self.guard = guard
         self.lock = FileLeaderLock(leader_path_for(self.path))
         self._task: asyncio.Task[None] | None = None
+        self._wal_stop = threading.Event()
+        self._wal_thread = threading.Thread(
+            target=self._wal_loop, name="wal-checkpoint", daemon=True
+        )
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="maintenance")
+        if self.settings.sqlite_wal_checkpoint_interval_ms:
+            self._wal_thread.start()
 
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._wal_thread.is_alive():
+            self._wal_stop.set()
+            await asyncio.to_thread(self._wal_thread.join)
         if self.lock.held:
             metrics.MAINTENANCE_LEADER.set(0)
         self.lock.close()
@@ -54,6 +73,23 @@ class SqliteMaintenance:
                 await self.run_once()
             else:
                 await asyncio.sleep(min(interval, FOLLOWER_RETRY_S))
+
+    def _wal_loop(self) -> None:
+        """A plain thread: it wakes on time whatever the event loop is doing."""
+        interval = self.settings.sqlite_wal_checkpoint_interval_ms / 1000
+        conn = None
+        try:
+            while not self._wal_stop.wait(interval):
+                if not self.lock.held:
+                    continue
+                try:
+                    conn = conn or connect(self.path, self.settings)
+                    checkpoint_wal(conn, "PASSIVE")
+                except DatabaseError:
+                    log.warning("background WAL checkpoint failed", exc_info=True)
+        finally:
+            if conn is not None:
+                conn.close()
 
     async def run_once(self) -> None:
         started = time.perf_counter()

@@ -123,7 +123,7 @@ class SqliteCheckpointer(SqliteSaver):
         self.keep_last = keep_last
         self.path = Path(path)
         self.settings = settings
-        self.writer = connect(path, settings)
+        self.writer = self._connect_writer()
         self.is_setup = True  # the schema belongs to sqlite_schema.init_database
         self.retry_after_s = settings.busy_retry_after_s
         # A file opened without write permission gives a read-only connection for good:
@@ -274,6 +274,11 @@ class SqliteCheckpointer(SqliteSaver):
         with self._without_busy_wait(cur):
             cur.execute("BEGIN IMMEDIATE")
 
+    def _connect_writer(self) -> Any:
+        conn = connect(self.path, self.settings)
+        conn.execute(f"PRAGMA wal_autocheckpoint={self.settings.writer_wal_autocheckpoint()}")
+        return conn
+
     def _reopen_writer(self) -> None:
         """A connection opened while the file was read-only stays read-only: open anew.
 
@@ -287,7 +292,7 @@ class SqliteCheckpointer(SqliteSaver):
             self.writer.close()
             self.conn.close()
             self.conn = connect(self.path, self.settings)
-            self.writer = connect(self.path, self.settings)
+            self.writer = self._connect_writer()
 
     def _rollback(self) -> None:
         if not self.writer.in_transaction:

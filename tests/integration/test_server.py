@@ -73,6 +73,9 @@ def test_workers_connections_use_production_settings(server: ServerProcess) -> N
         for role in ("reader", "writer"):
             for name, value in EXPECTED.items():
                 assert settings[role][name] == value, (role, name, settings[role][name])
+        # The leader checkpoints the WAL in the background; commits only as a backstop.
+        assert settings["reader"]["wal_autocheckpoint"] == 1000
+        assert settings["writer"]["wal_autocheckpoint"] == 2000
 
 
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])
