@@ -153,6 +153,9 @@ def compare(args: argparse.Namespace) -> None:
     header = _header(args, f"Checkpointer comparison, {args.workers} workers")
     print(header, flush=True)
     plan = [(c, {"repeat": r}) for r in range(args.repeats) for c in args.config_list]
+    if len(args.config_list) > 1 and args.config_list[0].key == "memory":
+        # A closing ceiling run: every other run then has one before and one after it.
+        plan.append((args.config_list[0], {"repeat": args.repeats}))
     runs = _run_all(plan, args)
     rows = benchreport.summarize(runs)
     table = benchreport.comparison_table(rows)

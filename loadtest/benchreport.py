@@ -1,8 +1,9 @@
 """Turning benchmark runs into the comparison table, CSVs and the plot.
 
-Throughput and CPU ratios are paired by repeat (run r of a configuration against
-run r of the memory ceiling, which ran next to it), so slow phases of a noisy
-machine hit both sides of each ratio; the spread is min/median/max over repeats.
+Throughput and CPU ratios compare run r of a configuration with the memory ceiling's
+runs just before and just after it (their geometric mean), so a slow phase of a noisy
+machine that starts or ends between runs hits both sides of each ratio; the spread is
+min/median/max over repeats.
 """
 
 from __future__ import annotations
@@ -29,13 +30,23 @@ def spread(values: Sequence[float], digits: int = 2) -> str:
     return f"{mid:.{digits}f} [{min(clean):.{digits}f}-{max(clean):.{digits}f}]"
 
 
-def _ratios(runs: list[RunResult], ceiling: list[RunResult], attr: str) -> list[float]:
-    base = {r.repeat: getattr(r, attr) for r in ceiling}
-    return [
-        getattr(r, attr) / base[r.repeat]
-        for r in runs
-        if base.get(r.repeat) and not math.isnan(base[r.repeat])
-    ]
+def _ratios(
+    runs: list[RunResult], ceiling: list[RunResult], attr: str, ceiling_first: bool = True
+) -> list[float]:
+    """Each run against the ceiling runs around it: repeats r and r+1 when the ceiling
+    runs first in each round (the bench then adds a closing one), else r-1 and r."""
+    base = {
+        r.repeat: getattr(r, attr)
+        for r in ceiling
+        if getattr(r, attr) and not math.isnan(getattr(r, attr))
+    }
+    ratios = []
+    for run in runs:
+        around = (run.repeat, run.repeat + 1) if ceiling_first else (run.repeat - 1, run.repeat)
+        values = [base[k] for k in around if k in base]
+        if values:
+            ratios.append(getattr(run, attr) / statistics.geometric_mean(values))
+    return ratios
 
 
 def _per_turn(total: float | None, turns: int) -> float | None:
@@ -55,6 +66,7 @@ def summarize(runs: list[RunResult]) -> list[dict[str, Any]]:
     """One row per configuration, in the order the configurations first ran."""
     order = list(dict.fromkeys(r.config for r in runs))
     ceiling = [r for r in runs if r.config == "memory"]
+    first = order[0] == "memory"
     rows = []
     for key in order:
         mine = [r for r in runs if r.config == key]
@@ -78,7 +90,9 @@ def summarize(runs: list[RunResult]) -> list[dict[str, Any]]:
                 "turns_per_s": statistics.median(r.turns_per_s for r in mine),
                 "turns_per_s_min": min(r.turns_per_s for r in mine),
                 "turns_per_s_max": max(r.turns_per_s for r in mine),
-                "tps_ratio": spread(_ratios(mine, ceiling, "turns_per_s")) if ceiling else "n/a",
+                "tps_ratio": spread(_ratios(mine, ceiling, "turns_per_s", first))
+                if ceiling
+                else "n/a",
                 "p50_ms": percentile(latencies, 50),
                 "p99_ms": percentile(latencies, 99),
                 "put_p50_ms": promtext.quantile(0.5, put) * 1000 if has_put else None,
@@ -89,7 +103,7 @@ def summarize(runs: list[RunResult]) -> list[dict[str, Any]]:
                 "errors": sum(r.errors for r in mine),
                 "lost_turns": sum(r.lost for r in mine),
                 "cpu_ms_per_turn": statistics.median(r.cpu_ms_per_turn for r in mine),
-                "cpu_ratio": spread(_ratios(mine, ceiling, "cpu_ms_per_turn"))
+                "cpu_ratio": spread(_ratios(mine, ceiling, "cpu_ms_per_turn", first))
                 if ceiling
                 else "n/a",
                 "worker_skew": statistics.median(r.worker_skew for r in mine),

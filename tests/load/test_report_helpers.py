@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from loadtest import promtext
+from loadtest.benchreport import _ratios
+from loadtest.benchrun import RunResult
 from loadtest.profile import load_profile
 from loadtest.run import gates
 from loadtest.steps import CHECK, TURN, StepRecorder
@@ -43,3 +47,26 @@ def test_expected_409_is_not_a_failure_but_a_lost_turn_is(monkeypatch) -> None:
     assert any("5xx" in reason for reason in failed)
     assert any("p95" in reason for reason in failed)
     assert any("integrity_check" in reason for reason in failed)
+
+
+def _run(config: str, repeat: int, turns_per_s: float) -> RunResult:
+    return RunResult(
+        config=config, repeat=repeat, users=1, turns_per_user=1, workers=1, turns=1,
+        seconds=1.0, turns_per_s=turns_per_s, p50_ms=1.0, p99_ms=1.0, put_p50_ms=None,
+        put_p99_ms=None, put_count=0.0, tx=None, written_bytes=None, stored_bytes=None,
+        db_wal_bytes=None, wal_bytes=None, errors=0, lost=0, reconnects=0, cpu_s=1.0,
+        cpu_ms_per_turn=1.0, worker_skew=1.0,
+    )  # fmt: skip
+
+
+def test_a_ratio_compares_a_run_with_the_ceiling_runs_around_it() -> None:
+    """The machine slowed down halfway through round 0: the ceiling ran at 400 before
+    and 100 after the measured run, which ran at 200. Against the mean around it the
+    run is on par; against the run before it alone it would look half as fast."""
+    ceiling = [_run("memory", 0, 400.0), _run("memory", 1, 100.0)]
+    ours = [_run("exit", 0, 200.0)]
+    assert _ratios(ours, ceiling, "turns_per_s") == [pytest.approx(1.0)]
+    # With the ceiling last in each round, run r sits between ceiling runs r-1 and r.
+    assert _ratios([_run("exit", 1, 200.0)], ceiling, "turns_per_s", False) == [pytest.approx(1.0)]
+    # A run with a ceiling on one side only is compared with that one.
+    assert _ratios([_run("exit", 1, 50.0)], ceiling, "turns_per_s") == [pytest.approx(0.5)]
