@@ -11,7 +11,7 @@ from pathlib import Path
 
 from service import metrics
 from service.persistence.leader import FileLeaderLock
-from service.persistence.sqlite_driver import DatabaseError, connect
+from service.persistence.sqlite_driver import DatabaseError, connect, unwritable_files
 from service.persistence.sqlite_maintenance import checkpoint_wal, sweep
 from service.runs.guard import ThreadGuard
 from service.settings import Settings
@@ -82,11 +82,19 @@ class SqliteMaintenance:
             while not self._wal_stop.wait(interval):
                 if not self.lock.held:
                     continue
+                # A connection opened while the files are read-only would keep the
+                # process's shared-memory mapping read-only, and with it the writer
+                # connection this worker reopens once the files are writable again.
+                if conn is None and unwritable_files(self.path):
+                    continue
                 try:
                     conn = conn or connect(self.path, self.settings)
                     checkpoint_wal(conn, "PASSIVE")
                 except DatabaseError:
                     log.warning("background WAL checkpoint failed", exc_info=True)
+                    if conn is not None:
+                        conn.close()
+                    conn = None
         finally:
             if conn is not None:
                 conn.close()

@@ -20,6 +20,7 @@ from service.persistence.sqlite_driver import (
     FAULT_MESSAGES,
     SQLITE_VERSION,
     effective_pragmas,
+    unwritable_files,
 )
 from service.persistence.sqlite_saver import SqliteCheckpointer, utcnow_iso
 from service.runs.guard import FileLockGuard
@@ -180,9 +181,7 @@ class SqlitePersistence:
             "get", self.checkpointer.read_one, "SELECT count(*) FROM threads LIMIT 1"
         )
         disk = os.statvfs(self.path.parent)
-        files = [self.path, *(self.path.with_name(self.path.name + s) for s in ("-wal", "-shm"))]
-        unwritable = [f for f in files if f.exists() and not os.access(f, os.W_OK)]
-        if disk.f_flag & os.ST_RDONLY or unwritable:
+        if disk.f_flag & os.ST_RDONLY or unwritable_files(self.path):
             self.checkpointer.write_fault = "readonly"
             raise StorageUnavailableError(FAULT_MESSAGES["readonly"])
         if disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES:

@@ -9,6 +9,7 @@ bundles a fixed library, so it is preferred wherever its wheel exists.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -101,6 +102,13 @@ def connect(path: Path | str, settings: Settings) -> Any:
         conn.close()
         raise
     return conn
+
+
+def unwritable_files(path: Path | str) -> list[Path]:
+    """The database, -wal and -shm files that exist but this process may not write."""
+    path = Path(path)
+    files = [path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm"))]
+    return [f for f in files if f.exists() and not os.access(f, os.W_OK)]
 
 
 def effective_pragmas(conn: Any) -> dict[str, Any]:

@@ -84,16 +84,28 @@ def test_disk_full_gives_503_and_recovers(small_disk: Path) -> None:
         with filler.open("wb", buffering=0) as out, contextlib.suppress(OSError):
             while True:
                 out.write(b"\0" * 65536)
-        failed = [turn(srv.base_url, tid, f"while full {i}") for i in range(3)]
-        assert {r.status_code for r in failed} == {503}, [r.text for r in failed]
-        assert "full" in failed[0].json()["detail"]
-        assert "Retry-After" in failed[0].headers
+        # A turn may still fit in WAL space the file already has (the background
+        # checkpoint lets the WAL start over); sooner or later one needs a new block.
+        accepted, failed = [], []
+        for i in range(20):
+            answer = turn(srv.base_url, tid, f"while full {i}")
+            assert answer.status_code in (200, 503), answer.text
+            (accepted if answer.status_code == 200 else failed).append((i, answer))
+            if len(failed) == 3:
+                break
+        assert len(failed) == 3, "writes kept succeeding on a full disk"
+        first_failure = failed[0][1]
+        assert "full" in first_failure.json()["detail"]
+        assert "Retry-After" in first_failure.headers
         assert readiness(srv.base_url) == {503}
 
         filler.unlink()
         assert readiness(srv.base_url) == {200}
         assert turn(srv.base_url, tid, "after").status_code == 200
-        assert humans(srv.base_url, tid) == ["before", "after"]
+        # Every acknowledged turn is there, and nothing that was refused.
+        assert humans(srv.base_url, tid) == (
+            ["before"] + [f"while full {i}" for i, _ in accepted] + ["after"]
+        )
     assert integrity(srv.db_path) == "ok"
 
 
