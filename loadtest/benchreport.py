@@ -34,7 +34,10 @@ def _ratios(
     runs: list[RunResult], ceiling: list[RunResult], attr: str, ceiling_first: bool = True
 ) -> list[float]:
     """Each run against the ceiling runs around it: repeats r and r+1 when the ceiling
-    runs first in each round (the bench then adds a closing one), else r-1 and r."""
+    runs first in each round (the bench then adds a closing one), else r-1 and r.
+    The ceiling's own runs are 1 by definition."""
+    if runs is ceiling:
+        return [1.0 for _ in runs]
     base = {
         r.repeat: getattr(r, attr)
         for r in ceiling
@@ -69,7 +72,7 @@ def summarize(runs: list[RunResult]) -> list[dict[str, Any]]:
     first = order[0] == "memory"
     rows = []
     for key in order:
-        mine = [r for r in runs if r.config == key]
+        mine = ceiling if key == "memory" else [r for r in runs if r.config == key]
         turns = sum(r.turns for r in mine)
         latencies = [ms for r in mine for ms in r.latencies_ms]
         buckets: dict[float, float] = {}
