@@ -8,6 +8,7 @@ connection's thread instead, and the event loop keeps serving meanwhile.
 from __future__ import annotations
 
 import asyncio
+import gc
 import subprocess
 import sys
 import threading
@@ -238,3 +239,18 @@ async def test_writes_queued_on_the_thread_are_not_overtaken(saver: SqliteCheckp
     writer_busy.set()
     await asyncio.gather(first, second)
     assert order == ["1", "2"]
+
+
+def test_no_garbage_collection_starts_inside_a_write_transaction(
+    saver: SqliteCheckpointer,
+) -> None:
+    """One would hold every worker's writes for its length; it runs after the commit."""
+    inside = []
+    with saver.write_transaction() as cur:
+        inside.append(gc.isenabled())
+        cur.execute("SELECT 1")
+    assert inside == [False]
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), saver.write_transaction():
+        raise RuntimeError("rolled back")
+    assert gc.isenabled()
