@@ -12,6 +12,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from service.runs.guard import try_record_lock
+
 
 class FileLeaderLock:
     def __init__(self, path: Path | str) -> None:
@@ -21,14 +23,9 @@ class FileLeaderLock:
         self.held = False
 
     def try_acquire(self) -> bool:
-        if self.held:
-            return True
-        try:
-            fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0, os.SEEK_SET)
-        except (BlockingIOError, PermissionError):
-            return False
-        self.held = True
-        return True
+        if not self.held:
+            self.held = try_record_lock(self._fd, 0)
+        return self.held
 
     def release(self) -> None:
         if self.held:
