@@ -118,6 +118,7 @@ def test_panel_ids_are_unique_and_cover_the_topics() -> None:
         "booking_agent_run_duration_seconds_bucket",
         "booking_agent_sqlite_file_bytes",
         "booking_agent_storage_busy_errors_total",
+        "booking_agent_storage_deferred_operations_total",
         "booking_agent_thread_guard_waits_total",
         "booking_agent_thread_guard_rejections_total",
         "booking_agent_runs_in_flight",
