@@ -33,7 +33,7 @@ import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from time import perf_counter
 from typing import Any, TypeVar
@@ -184,20 +184,13 @@ class SqliteCheckpointer(SqliteSaver):
             with self.write_transaction() as cur:
                 yield cur
             return
-        if not getattr(self._on_loop, "active", False):
-            with self.lock:
-                cur = self.conn.cursor()
-                try:
-                    yield cur
-                finally:
-                    cur.close()
-            return
-        if not self.lock.acquire(blocking=False):
-            raise _WouldBlock
+        on_loop = getattr(self._on_loop, "active", False)
+        if not self.lock.acquire(blocking=not on_loop):
+            raise _WouldBlock  # the reader thread is busy: wait there
         try:
             cur = self.conn.cursor()
             try:
-                with self._without_busy_wait(cur):
+                with self._without_busy_wait(cur) if on_loop else nullcontext():
                     yield cur
             finally:
                 cur.close()
