@@ -12,7 +12,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from service.runs.guard import try_record_lock
+from service.runs.guard import locked_by_another_process, try_record_lock
 
 
 class FileLeaderLock:
@@ -44,11 +44,6 @@ def service_is_running(path: Path | str) -> bool:
         return False
     fd = os.open(path, os.O_RDWR)
     try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0, os.SEEK_SET)
-    except (BlockingIOError, PermissionError):
-        return True
-    else:
-        fcntl.lockf(fd, fcntl.LOCK_UN, 1, 0, os.SEEK_SET)
-        return False
+        return locked_by_another_process(fd, 0)
     finally:
         os.close(fd)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +22,7 @@ from service.persistence.sqlite_driver import connect
 from service.persistence.sqlite_saver import SqliteCheckpointer
 from service.persistence.sqlite_schema import init_database
 from service.settings import Settings
+from tests.support.record_lock import held_by_another_process
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -141,34 +140,8 @@ async def test_a_writer_outside_the_service_never_blocks_the_loop(
     assert busy == BUSY_TIMEOUT_MS
 
 
-GATE_HOLDER = """
-import fcntl, os, sys, time
-fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
-fcntl.lockf(fd, fcntl.LOCK_EX, 1, 0, os.SEEK_SET)
-print("held", flush=True)
-sys.stdin.readline()
-"""
-
-
-def hold_gate(saver: SqliteCheckpointer) -> subprocess.Popen[str]:
-    """Another process (as another worker would) holds the write gate."""
-    gate = saver.path.with_name(saver.path.name + ".write-gate")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", GATE_HOLDER, str(gate)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout is not None
-    assert holder.stdout.readline().strip() == "held"
-    return holder
-
-
-def release_gate(holder: subprocess.Popen[str]) -> None:
-    assert holder.stdin is not None
-    holder.stdin.write("\n")
-    holder.stdin.flush()
-    holder.wait(10)
+def write_gate(saver: SqliteCheckpointer) -> Path:
+    return saver.path.with_name(saver.path.name + ".write-gate")
 
 
 async def test_another_worker_in_the_write_gate_sends_the_write_to_its_thread(
@@ -176,14 +149,11 @@ async def test_another_worker_in_the_write_gate_sends_the_write_to_its_thread(
 ) -> None:
     """Another process holding the gate past the short spin: the write queues on the
     writer thread (in the kernel's lock queue), and the loop serves meanwhile."""
-    holder = hold_gate(saver)
     before = deferred("put")
-    try:
+    with held_by_another_process(write_gate(saver)):
         ticks, task = await ticks_while(
             saver.aput(config("t"), a_checkpoint("after the gate"), {"step": 0}, {}), 0.3
         )
-    finally:
-        release_gate(holder)
     await task
     assert ticks >= 20
     assert deferred("put") == before + 1
@@ -225,12 +195,9 @@ async def test_writes_queued_on_the_thread_are_not_overtaken(saver: SqliteCheckp
     saver.put = put  # type: ignore[method-assign]
     writer_busy = threading.Event()
     saver._write_pool.submit(writer_busy.wait, 10)  # the writer thread is occupied
-    holder = hold_gate(saver)
-    try:
+    with held_by_another_process(write_gate(saver)):
         first = asyncio.ensure_future(saver.aput(config("a"), a_checkpoint("1"), {}, {}))
         await asyncio.sleep(0.05)  # it spun, gave up on the loop and queued
-    finally:
-        release_gate(holder)
     # The gate is free and the writer thread has not started the first write: on the
     # loop, the second would land at once.
     second = asyncio.ensure_future(saver.aput(config("b"), a_checkpoint("2"), {}, {}))

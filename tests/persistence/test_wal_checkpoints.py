@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from service.persistence.sqlite_saver import SqliteCheckpointer
 from service.persistence.sqlite_schema import init_database
 from service.runs.guard import FileLockGuard
 from service.settings import Settings
+from tests.support.record_lock import held_by_another_process
 
 PAGES = 50  # SQLITE_WAL_AUTOCHECKPOINT, small so that a few writes cross it
 
@@ -94,40 +93,21 @@ async def test_the_leader_copies_the_wal_into_the_database_in_the_background(
         guard.close()
 
 
-LEADER = """
-import fcntl, os, sys
-fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
-fcntl.lockf(fd, fcntl.LOCK_EX, 1, 0, os.SEEK_SET)
-print("leading", flush=True)
-sys.stdin.readline()
-"""
-
-
 async def test_a_follower_leaves_the_wal_alone(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, sqlite_wal_checkpoint_interval_ms=20)
     db = settings.checkpoints_db_path
     init_database(db, settings)
-    leader = subprocess.Popen(
-        [sys.executable, "-c", LEADER, str(leader_path_for(db))],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert leader.stdout is not None and leader.stdin is not None
-    assert leader.stdout.readline().strip() == "leading"
     saver = SqliteCheckpointer(db, settings)
     guard = FileLockGuard(tmp_path / "locks")
     maintenance = SqliteMaintenance(settings, guard)
     try:
-        put_many(saver, PAGES // 4)
-        maintenance.start()
-        await asyncio.sleep(0.3)
-        assert not maintenance.lock.held
-        assert rows_in_main_file(db, tmp_path) == 0
+        with held_by_another_process(leader_path_for(db)):  # another worker leads
+            put_many(saver, PAGES // 4)
+            maintenance.start()
+            await asyncio.sleep(0.3)
+            assert not maintenance.lock.held
+            assert rows_in_main_file(db, tmp_path) == 0
     finally:
-        leader.stdin.write("\n")
-        leader.stdin.flush()
-        leader.wait(10)
         await maintenance.stop()
         saver.close()
         guard.close()
