@@ -76,7 +76,7 @@ bench: venv ## what each checkpointer setting costs per turn (BENCH_* variables,
 	$(BIN)/python loadtest/bench.py $(ARGS)
 	$(BIN)/python loadtest/long_conversation.py
 
-fuzz: venv ## schemathesis against the real server, longer than in `make test`
+fuzz: venv ## schemathesis and hypothesis bodies against the real server, longer than in `make test`
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-200} $(BIN)/python -m pytest tests/fuzz -q
 
 clean:

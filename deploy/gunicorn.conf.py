@@ -1,7 +1,8 @@
 """Gunicorn configuration: several uvicorn workers over one shared checkpoint database.
 
-Worker class: `uvicorn_worker.UvicornWorker` (the maintained successor of the
-deprecated `uvicorn.workers`): gunicorn supervises and respawns processes, uvicorn
+Worker class: `service.serving.worker.BookingWorker`, `uvicorn_worker.UvicornWorker`
+(the maintained successor of the deprecated `uvicorn.workers`) with this service's
+connection deadlines and limits: gunicorn supervises and respawns processes, uvicorn
 runs each worker's event loop. Gunicorn's own ASGI worker is newer and does not
 yet support lifespan shutdown hooks as completely.
 """
@@ -28,10 +29,10 @@ os.environ.setdefault(
 wsgi_app = "service.main:app"
 bind = [f"{settings.host}:{settings.port}"]
 workers = settings.web_concurrency
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "service.serving.worker.BookingWorker"
 graceful_timeout = settings.graceful_timeout_s
 timeout = 60
-keepalive = 5
+keepalive = settings.http_keepalive_timeout_s
 backlog = 2048
 preload_app = False  # each worker builds its app, and its connections, after the fork
 loglevel = settings.log_level

@@ -24,7 +24,7 @@ from service.api import assistants, runs, system, threads
 from service.api.auth import KeyRing
 from service.api.deps import AppState
 from service.api.errors import install_error_handlers
-from service.api.middleware import HttpMetrics, RequestSizeLimit
+from service.api.middleware import HttpMetrics, RequestLimits
 from service.persistence import open_persistence
 from service.runs.service import RunService
 from service.settings import Settings, get_settings
@@ -63,6 +63,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        # Runs whose clients left carry on (on_disconnect, side effects): let them finish.
+        await app.state.service.runs.drain(settings.graceful_timeout_s)
         await persistence.aclose()
         bookings.close()
         log.info("worker %d closed its connections", os.getpid())
@@ -70,17 +72,30 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    docs_open = settings.api_docs_public or not settings.auth_enabled
     app = FastAPI(
         title="Booking agent",
         version="0.1.0",
         description="A LangGraph appointment-booking agent with the LangGraph Server API.",
         lifespan=lifespan,
+        # No redirect is ever built from the client's Host header: `/threads/` is a 404.
+        redirect_slashes=False,
+        openapi_url="/openapi.json" if docs_open else None,
+        docs_url="/docs" if docs_open else None,
+        redoc_url="/redoc" if docs_open else None,
     )
     app.state.settings = settings
     app.state.keyring = KeyRing.from_settings(settings)
     install_error_handlers(app)
-    for router in (system.router, assistants.router, threads.router, runs.router):
+    routers = [system.router, assistants.router, threads.router, runs.router]
+    if not docs_open:
+        routers.append(system.openapi_router)
+    for router in routers:
         app.include_router(router)
-    app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        RequestLimits,
+        max_bytes=settings.max_request_bytes,
+        max_header_bytes=settings.http_max_header_bytes,
+    )
     app.add_middleware(HttpMetrics)
     return app

@@ -138,6 +138,14 @@ RUNS_IN_FLIGHT = Gauge(
     "Runs executing right now, summed over live workers.",
     multiprocess_mode="livesum",
 )
+DISCONNECT_ACTIONS = ("not_started", "cancelled", "continued", "shielded")
+RUN_CLIENT_DISCONNECTS = Counter(
+    f"{PREFIX}_run_client_disconnects",
+    "Runs whose client left, by what the run did: not_started (it was waiting for its "
+    "thread), cancelled, continued (on_disconnect=continue), shielded (a side effect had "
+    "begun, so it ran to the end).",
+    ["action"],
+)
 LLM_CALL_SECONDS = Histogram(
     f"{PREFIX}_llm_call_seconds",
     "Latency of one chat-model call.",
@@ -160,6 +168,12 @@ HTTP_REQUEST_SECONDS = Histogram(
     "HTTP request latency by method and route template.",
     ["method", "route"],
     buckets=REQUEST_BUCKETS,
+)
+HTTP_READ_PHASES = ("headers", "body")
+HTTP_READ_TIMEOUTS = Counter(
+    f"{PREFIX}_http_read_timeouts",
+    "Connections closed because a request's headers or body did not arrive in time.",
+    ["phase"],
 )
 WORKER_REQUESTS = Counter(
     f"{PREFIX}_worker_http_requests",
@@ -205,6 +219,10 @@ def init_series(backend: str) -> None:
     """Zero series for rare events, so dashboards and alerts read 0 rather than nothing."""
     for reason in GUARD_REJECTION_REASONS:
         GUARD_REJECTIONS.labels(reason=reason)
+    for action in DISCONNECT_ACTIONS:
+        RUN_CLIENT_DISCONNECTS.labels(action=action)
+    for phase in HTTP_READ_PHASES:
+        HTTP_READ_TIMEOUTS.labels(phase=phase)
     for operation in CHECKPOINT_OPERATIONS:
         STORAGE_BUSY_ERRORS.labels(backend=backend, operation=operation)
     for result in MAINTENANCE_RESULTS:

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     graceful_timeout_s: int = Field(30, ge=1, le=3600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     gil_switch_interval_ms: float = Field(0.1, gt=0, le=100)
+    # Connections (per worker): idle and stalled ones are closed within seconds.
+    http_keepalive_timeout_s: int = Field(5, ge=1, le=600)
+    http_header_timeout_s: float = Field(10.0, gt=0, le=600)
+    http_body_timeout_s: float = Field(20.0, gt=0, le=3600)
+    http_max_header_bytes: int = Field(16 * 1024, ge=1024, le=1024 * 1024)
+    http_max_connections: int = Field(1000, ge=1, le=100_000)
 
     # --- persistence -------------------------------------------------------------
     checkpointer: Literal["sqlite", "memory", "postgres", "sqlite-stock"] = "sqlite"
@@ -85,6 +91,7 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = None
     metrics_token: SecretStr = SecretStr("")
     allow_unauthenticated: bool = False
+    api_docs_public: bool = False
     max_metadata_bytes: int = Field(4096, ge=2, le=1_000_000)
     max_json_depth: int = Field(8, ge=1, le=64)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -33,10 +34,45 @@ WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", 
 INTERRUPTED_TOOL_CALL = "Not run: the previous request was interrupted before this tool ran."
 
 
+def _is_human(message: Any) -> bool:
+    if isinstance(message, dict):
+        return message.get("role", message.get("type")) in ("user", "human")
+    return isinstance(message, HumanMessage)
+
+
+def _message_id(message: Any) -> Any:
+    return message.get("id") if isinstance(message, dict) else getattr(message, "id", None)
+
+
+def add_conversation_messages(left: Any, right: Any) -> Any:
+    """`add_messages`, except that a user message never replaces what the service wrote.
+
+    A user message whose id is an AI or tool message's id would overwrite it (a booking
+    confirmation, a tool result); such a message gets a fresh id and is appended. A
+    user message with the id of an earlier user message still replaces it, as in
+    LangGraph.
+    """
+    incoming = right if isinstance(right, list) else [right]
+    claimed = [m for m in incoming if _is_human(m) and _message_id(m)]
+    if claimed and left:
+        written = {m.id for m in left if not isinstance(m, HumanMessage) and m.id}
+        if any(_message_id(m) in written for m in claimed):
+            incoming = [_fresh_id(m) if _message_id(m) in written else m for m in incoming]
+            right = incoming
+    return add_messages(left, right)
+
+
+def _fresh_id(message: Any) -> Any:
+    new_id = str(uuid.uuid4())
+    if isinstance(message, dict):
+        return {**message, "id": new_id}
+    return message.model_copy(update={"id": new_id})
+
+
 class AgentState(TypedDict):
     """Conversation plus the per-turn retry budget for failing tool calls."""
 
-    messages: Annotated[list[AnyMessage], add_messages]
+    messages: Annotated[list[AnyMessage], add_conversation_messages]
     tool_retries: int
     retry_instruction: str | None
 

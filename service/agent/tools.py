@@ -3,7 +3,9 @@
 Bad arguments raise, so `ToolNode(handle_tool_errors=True)` hands the model an
 error `ToolMessage` it can correct; a taken slot is an ordinary answer. The tool
 call id is the idempotency key: a tool call replayed after a crash or retry
-returns the original confirmation instead of booking twice.
+returns the original confirmation instead of booking twice. Booking and cancelling
+announce themselves to `service.side_effects` first, so the run that made them is
+always persisted.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Annotated, Any
 
 from langchain_core.tools import BaseTool, InjectedToolCallId, tool
 
+from service import side_effects
 from service.agent.bookings import WEEKDAYS, BookingError, BookingStore
 from service.metrics import TOOL_CALLS
 from service.settings import Settings
@@ -141,6 +144,7 @@ def build_tools(store: BookingStore, settings: Settings) -> list[BaseTool]:
 
         def run() -> dict[str, Any]:
             starts_at = dt.datetime.combine(parse_date(date), parse_time(time))
+            side_effects.begin()
             result = store.book(
                 service, starts_at, customer_name, contact, idempotency_key=tool_call_id
             )
@@ -151,7 +155,12 @@ def build_tools(store: BookingStore, settings: Settings) -> list[BaseTool]:
     @tool
     def cancel_appointment(confirmation_code: str) -> dict[str, Any]:
         """Cancel an appointment by its 6-character confirmation code."""
-        return _counted("cancel_appointment", lambda: store.cancel(confirmation_code).to_dict())
+
+        def run() -> dict[str, Any]:
+            side_effects.begin()
+            return store.cancel(confirmation_code).to_dict()
+
+        return _counted("cancel_appointment", run)
 
     @tool
     def list_my_appointments(contact: str) -> dict[str, Any]:

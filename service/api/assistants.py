@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException
 
 from service.api.auth import Caller
 from service.api.schemas import ERROR_RESPONSES, AssistantSearch
+from service.api.validation import quote
 
 router = APIRouter(prefix="/assistants", tags=["assistants"], responses=ERROR_RESPONSES)
 
@@ -37,7 +38,7 @@ def known_assistant(assistant_id: str) -> bool:
 @router.get("/{assistant_id}")
 async def get_assistant(assistant_id: str, _: Caller) -> dict[str, Any]:
     if not known_assistant(assistant_id):
-        raise HTTPException(404, f"Assistant {assistant_id!r} not found")
+        raise HTTPException(404, f"Assistant {quote(assistant_id)} not found")
     return assistant_record()
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Request
 from langgraph.graph.state import CompiledStateGraph
 
-from service.api.schemas import THREAD_ID
+from service.api.validation import ID_PATTERN
 from service.persistence.base import Persistence
 from service.runs.service import RunService
 from service.settings import Settings
@@ -33,7 +33,7 @@ State = Annotated[AppState, Depends(get_app_state)]
 ThreadId = Annotated[
     str,
     Path(
-        pattern=THREAD_ID.pattern,
+        pattern=f"^{ID_PATTERN}$",
         max_length=128,
         description="Letters, digits, '-', '_', '.', ':'",
     ),

@@ -41,8 +41,10 @@ def encode(data: Any) -> bytes:
     try:
         return orjson.dumps(data, default=_default, option=orjson.OPT_NON_STR_KEYS)
     except TypeError:
-        # Integers beyond 64 bits and other rarities: the slow, general path.
-        return json.dumps(to_jsonable(data), ensure_ascii=False).encode()
+        # Integers beyond 64 bits, lone surrogates and other rarities: the slow, general
+        # path, which like orjson writes non-finite numbers as null and always emits
+        # valid JSON (ASCII, with escapes).
+        return json.dumps(to_jsonable(data), allow_nan=False).encode()
 
 
 def json_response(data: Any, status_code: int = 200) -> Response:

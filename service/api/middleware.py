@@ -1,7 +1,8 @@
-"""ASGI middleware: request size limit and HTTP metrics by route template."""
+"""ASGI middleware: the request body's size and framing, and HTTP metrics by route template."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -11,56 +12,81 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service import metrics
 
 
-class RequestSizeLimit:
-    """Refuse bodies over `max_bytes` with 413 before they are read into memory."""
+class RequestLimits:
+    """Check the headers, then read the whole body, up to `max_bytes`, before the app runs.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    Headers over `max_header_bytes` get a 431 (the h11 parser bounds only headers that
+    arrive in pieces). Any body over the limit gets a 413, whether its size was declared
+    or it came chunked; a request with both Content-Length and Transfer-Encoding gets a
+    400 (the ambiguity request smuggling is made of) and its connection closed. The app
+    then reads the body from memory, and after it the server's own messages (a disconnect).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, max_header_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await _send_413(send, self.max_bytes)
+        if sum(len(name) + len(value) + 4 for name, value in scope["headers"]) > (
+            self.max_header_bytes
+        ):
+            await _send_error(
+                send, 431, "request headers larger than HTTP_MAX_HEADER_BYTES", close=True
+            )
             return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        if declared is not None and b"transfer-encoding" in headers:
+            await _send_error(
+                send, 400, "Content-Length and Transfer-Encoding together are refused", close=True
+            )
+            return
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _send_error(send, 413, self._too_large(), close=True)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge
-            return message
+            if message["type"] != "http.request":
+                return  # the client left before its body was complete
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await _send_error(send, 413, self._too_large(), close=True)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        delivered = False
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await _send_413(send, self.max_bytes)
+        async def replay() -> Message:
+            nonlocal delivered
+            if delivered:
+                return await receive()
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    def _too_large(self) -> str:
+        return f"request body larger than the limit of {self.max_bytes} bytes (MAX_REQUEST_BYTES)"
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
-async def _send_413(send: Send, limit: int) -> None:
-    body = (
-        b'{"detail":"request body larger than the limit of %d bytes (MAX_REQUEST_BYTES)"}' % limit
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+async def _send_error(send: Send, status: int, detail: str, *, close: bool = False) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:  # the rest of the body is never read, so the connection cannot be reused
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

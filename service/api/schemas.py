@@ -1,20 +1,39 @@
 """Request and response bodies, in the shape of the LangGraph Server API.
 
 Fields the official `langgraph-sdk` may send but this service does not act on are
-accepted only when empty; asking for them gets a 422 that says so.
+accepted only when empty; asking for them gets a 422 that says so. Every body is
+checked by `service.api.validation` as a whole before its fields are read.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
-THREAD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+from service.api.validation import (
+    FILTER_KEY_PATTERN,
+    ID_PATTERN,
+    MAX_FILTER_KEYS,
+    check_thread_id,
+    json_problem,
+)
+
 STREAM_MODES = ("values", "updates", "messages-tuple")
 StreamMode = Literal["values", "updates", "messages-tuple"]
-ThreadIdText = Annotated[str, StringConstraints(pattern=THREAD_ID.pattern, max_length=128)]
+# pydantic's patterns are Rust regexes: `$` is the end of the text, never before a newline.
+ThreadIdText = Annotated[str, StringConstraints(pattern=f"^{ID_PATTERN}$", max_length=128)]
+CheckpointId = Annotated[str, StringConstraints(pattern=f"^{ID_PATTERN}$", max_length=128)]
+FilterKey = Annotated[str, StringConstraints(pattern=f"^{FILTER_KEY_PATTERN}$", max_length=259)]
+MetadataFilter = Annotated[dict[FilterKey, Any], Field(max_length=MAX_FILTER_KEYS)]
 
 
 class ErrorResponse(BaseModel):
@@ -37,14 +56,51 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def check_thread_id(value: str) -> str:
-    if not THREAD_ID.match(value):
-        raise ValueError("thread_id must be 1-128 characters: letters, digits, '-', '_', '.', ':'")
-    return value
-
-
 class _Strict(BaseModel):
+    """A request body: unknown fields refused, and the whole body storable as sent."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        problem = json_problem(data)
+        if problem:
+            raise ValueError(problem)
+        return data
+
+
+class _Config(BaseModel):
+    """A config object as the SDK sends it; fields this service does not read are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class CheckpointConfigurable(_Config):
+    checkpoint_id: CheckpointId | None = None
+    checkpoint_ns: Annotated[str, StringConstraints(max_length=256)] | None = None
+    thread_id: ThreadIdText | None = None
+
+
+class CheckpointConfig(_Config):
+    """`before` in history: `{"configurable": {"checkpoint_id": …}}` or `{"checkpoint_id": …}`."""
+
+    checkpoint_id: CheckpointId | None = None
+    configurable: CheckpointConfigurable | None = None
+
+    def id(self) -> str | None:
+        if self.checkpoint_id:
+            return self.checkpoint_id
+        return self.configurable.checkpoint_id if self.configurable else None
+
+
+class RunConfig(_Config):
+    """The run `config`: only `recursion_limit` is read; the rest is accepted as LangGraph's."""
+
+    recursion_limit: Annotated[StrictInt, Field(ge=1, le=100)] = 25
+    configurable: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    metadata: dict[str, Any] | None = None
 
 
 class ThreadCreate(_Strict):
@@ -62,9 +118,9 @@ class ThreadCreate(_Strict):
 
 
 class ThreadSearch(_Strict):
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: MetadataFilter = Field(default_factory=dict)
     values: dict[str, Any] | None = None
-    ids: list[str] | None = None
+    ids: Annotated[list[ThreadIdText], Field(max_length=1000)] | None = None
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
     limit: int = Field(10, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=1_000_000)
@@ -81,9 +137,12 @@ class ThreadPrune(_Strict):
 
 class HistoryRequest(_Strict):
     limit: int = Field(10, ge=1, le=1000)
-    before: str | dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
+    before: CheckpointId | CheckpointConfig | None = None
+    metadata: MetadataFilter | None = None
     checkpoint: dict[str, Any] | None = None
+
+    def before_id(self) -> str | None:
+        return self.before.id() if isinstance(self.before, CheckpointConfig) else self.before
 
 
 class AssistantSearch(_Strict):
@@ -100,14 +159,14 @@ class AssistantSearch(_Strict):
 class RunCreate(_Strict):
     """POST /threads/{thread_id}/runs/wait and /runs/stream."""
 
-    assistant_id: str
+    assistant_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     input: dict[str, Any] | None = None
     command: dict[str, Any] | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
-    config: dict[str, Any] | None = None
+    config: RunConfig | None = None
     context: dict[str, Any] | None = None
     checkpoint: dict[str, Any] | None = None
-    checkpoint_id: str | None = None
+    checkpoint_id: CheckpointId | None = None
     checkpoint_during: bool | None = None
     interrupt_before: Literal["*"] | list[str] | None = None
     interrupt_after: Literal["*"] | list[str] | None = None

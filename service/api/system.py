@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from importlib.metadata import version
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -62,3 +62,12 @@ async def prometheus_metrics(state: State) -> Response:
     """All workers' samples; storage readings are taken now, in a thread off the event loop."""
     body, content_type = await run_in_threadpool(telemetry.scrape, state.persistence)
     return Response(body, media_type=content_type)
+
+
+# With auth on (and API_DOCS_PUBLIC off) the schema needs a key like the API it describes.
+openapi_router = APIRouter(tags=["system"])
+
+
+@openapi_router.get("/openapi.json", include_in_schema=False)
+async def openapi_schema(request: Request, _: Caller) -> JSONResponse:
+    return JSONResponse(request.app.openapi())

@@ -17,13 +17,27 @@ from service.api.schemas import (
     ThreadCreate,
     ThreadPrune,
     ThreadSearch,
-    check_thread_id,
 )
+from service.api.validation import check_thread_id
 from service.persistence.base import ThreadRecord
 from service.persistence.errors import ThreadExistsError, ThreadNotFoundError
 from service.runs.serialize import snapshot_to_state, to_jsonable
 
 router = APIRouter(prefix="/threads", tags=["threads"], responses=ERROR_RESPONSES)
+
+# OpenAPI links from a created thread to what can be done with it (stateful fuzzing
+# follows them; so can a generated client).
+THREAD_LINKS = {
+    operation: {"operationId": operation, "parameters": {"thread_id": "$response.body#/thread_id"}}
+    for operation in (
+        "get_thread",
+        "get_thread_state",
+        "get_thread_history",
+        "run_wait",
+        "run_stream",
+        "delete_thread",
+    )
+}
 
 
 def _config(thread_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
@@ -70,7 +84,7 @@ def owner_metadata(caller: Principal, metadata: dict[str, Any]) -> dict[str, Any
     return {**metadata, OWNER_KEY: caller.owner}
 
 
-@router.post("")
+@router.post("", operation_id="create_thread", responses={200: {"links": THREAD_LINKS}})
 async def create_thread(body: ThreadCreate, state: State, caller: Caller) -> dict[str, Any]:
     check_metadata(body.metadata, state.settings)
     thread_id = body.thread_id or str(uuid.uuid4())
@@ -81,7 +95,7 @@ async def create_thread(body: ThreadCreate, state: State, caller: Caller) -> dic
     return thread_body(record, thread_status(state, record, False))
 
 
-@router.post("/search")
+@router.post("/search", operation_id="search_threads")
 async def search_threads(body: ThreadSearch, state: State, caller: Caller) -> list[dict[str, Any]]:
     check_metadata(body.metadata, state.settings, "metadata filter")
     stored_status = body.status if body.status in ("idle", "error") else None
@@ -94,7 +108,7 @@ async def search_threads(body: ThreadSearch, state: State, caller: Caller) -> li
     return found
 
 
-@router.post("/prune")
+@router.post("/prune", operation_id="prune_threads")
 async def prune_threads(body: ThreadPrune, state: State, caller: Caller) -> dict[str, int]:
     """LangGraph Server's prune: `delete` whole threads or `keep_latest` checkpoint.
 
@@ -113,7 +127,7 @@ async def prune_threads(body: ThreadPrune, state: State, caller: Caller) -> dict
     return {"pruned_count": pruned}
 
 
-@router.get("/{thread_id}")
+@router.get("/{thread_id}", operation_id="get_thread")
 async def get_thread(thread_id: ThreadId, state: State, caller: Caller) -> dict[str, Any]:
     record = await owned_thread(state, caller, thread_id)
     snapshot = await state.graph.aget_state(_config(thread_id))
@@ -126,7 +140,7 @@ async def get_thread(thread_id: ThreadId, state: State, caller: Caller) -> dict[
     )
 
 
-@router.delete("/{thread_id}", status_code=204)
+@router.delete("/{thread_id}", status_code=204, operation_id="delete_thread")
 async def delete_thread(thread_id: ThreadId, state: State, caller: Caller) -> Response:
     """Waits for a run in flight on the thread to finish, then deletes everything."""
     await owned_thread(state, caller, thread_id)
@@ -138,20 +152,18 @@ async def delete_thread(thread_id: ThreadId, state: State, caller: Caller) -> Re
     return Response(status_code=204)
 
 
-@router.get("/{thread_id}/state")
+@router.get("/{thread_id}/state", operation_id="get_thread_state")
 async def get_state(thread_id: ThreadId, state: State, caller: Caller) -> dict[str, Any]:
     await owned_thread(state, caller, thread_id)
     return json_response(snapshot_to_state(await state.graph.aget_state(_config(thread_id))))
 
 
-@router.post("/{thread_id}/history")
+@router.post("/{thread_id}/history", operation_id="get_thread_history")
 async def get_history(
     thread_id: ThreadId, body: HistoryRequest, state: State, caller: Caller
 ) -> list[dict[str, Any]]:
     await owned_thread(state, caller, thread_id)
-    before = body.before
-    if isinstance(before, dict):
-        before = before.get("checkpoint_id") or before.get("configurable", {}).get("checkpoint_id")
+    before = body.before_id()
     history = state.graph.aget_state_history(
         _config(thread_id),
         limit=body.limit,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import uuid
 from typing import Any
 
@@ -13,7 +14,9 @@ from pydantic import BaseModel
 
 def to_jsonable(value: Any) -> Any:
     """Messages, interrupts and other LangGraph values as plain JSON data."""
-    if value is None or isinstance(value, str | int | float | bool):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, str | int | bool):
         return value
     if isinstance(value, BaseModel):
         return to_jsonable(value.model_dump())

@@ -1,8 +1,15 @@
-"""Run lifecycle: validate, take the thread, run the graph, record the outcome.
+"""Run lifecycle: validate, take the thread, run the graph in its own task, record the outcome.
 
 A run holds its thread in the guard from before it reads the thread's latest
 checkpoint until after its last checkpoint is committed, so concurrent runs on one
 thread line up instead of forking the history.
+
+The graph runs in a task of its own, not in the request's, so what happens to the
+client decides the run's fate only as the client asked: a client that leaves while its
+run waits for the thread never starts it; one that leaves a run in flight cancels it
+with `on_disconnect="cancel"` and lets it finish with `"continue"` (the default, as in
+LangGraph Server). Once a side effect has begun (`service.side_effects`), neither the
+client nor RUN_TIMEOUT_S stops the run: it ends on its own and is persisted.
 """
 
 from __future__ import annotations
@@ -11,14 +18,15 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
+from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
 
-from service import metrics
+from service import metrics, side_effects
 from service.api.schemas import RunCreate
 from service.persistence.base import Persistence
 from service.persistence.errors import StorageUnavailableError, ThreadNotFoundError
@@ -43,6 +51,18 @@ class UnsupportedStrategyError(RunInputError):
 
 class RunTimeoutError(RuntimeError):
     """The run took longer than RUN_TIMEOUT_S (504)."""
+
+
+class RunLimitError(RunInputError):
+    """The run reached its `recursion_limit` before it finished (422)."""
+
+
+class ClientGoneError(Exception):
+    """The client left: before its run started, or with `on_disconnect="cancel"`."""
+
+
+# Resolves once the client has disconnected.
+ClientGone = Callable[[], Awaitable[None]]
 
 
 def _message_text(message: dict[str, Any]) -> str:
@@ -113,7 +133,26 @@ class PreparedRun:
     config: dict[str, Any]
     durability: str
     stream_modes: list[str]
+    on_disconnect: str = "continue"
     stack: AsyncExitStack = field(default_factory=AsyncExitStack)
+
+
+async def _unless_gone(step: Coroutine[Any, Any, Any], client_gone: ClientGone | None) -> Any:
+    """Await `step`, unless the client leaves first: then cancel it, raise ClientGoneError."""
+    if client_gone is None:
+        return await step
+    work = asyncio.ensure_future(step)
+    gone = asyncio.ensure_future(client_gone())
+    try:
+        await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not work.done() or work.cancelled():
+        work.cancel()
+        await asyncio.gather(work, return_exceptions=True)
+        metrics.RUN_CLIENT_DISCONNECTS.labels(action="not_started").inc()
+        raise ClientGoneError("the client left before its run started; nothing was run")
+    return work.result()
 
 
 class RunService:
@@ -123,13 +162,19 @@ class RunService:
         self.graph = graph
         self.persistence = persistence
         self.settings = settings
+        self._running: set[asyncio.Task[Any]] = set()
 
     async def prepare(
-        self, thread_id: str, request: RunCreate, owner: str | None = None
+        self,
+        thread_id: str,
+        request: RunCreate,
+        owner: str | None = None,
+        client_gone: ClientGone | None = None,
     ) -> PreparedRun:
         """Validate, check the thread, and take it in the guard. Writes nothing.
 
-        With authentication on, another owner's thread is reported as missing.
+        With authentication on, another owner's thread is reported as missing. If the
+        client leaves while the run waits for the thread, ClientGoneError.
         """
         unsupported = request.unsupported_fields()
         if unsupported:
@@ -153,15 +198,13 @@ class RunService:
             config=self._config(thread_id, run_id, request),
             durability=request.durability or self.settings.checkpoint_durability,
             stream_modes=request.stream_modes(),
+            on_disconnect=request.on_disconnect or "continue",
         )
-        waited = await prepared.stack.enter_async_context(
-            self.persistence.guard.hold(
-                thread_id,
-                wait=strategy == "enqueue",
-                timeout_s=self.settings.enqueue_timeout_s,
-            )
+        hold = self.persistence.guard.hold(
+            thread_id, wait=strategy == "enqueue", timeout_s=self.settings.enqueue_timeout_s
         )
         try:
+            waited = await _unless_gone(prepared.stack.enter_async_context(hold), client_gone)
             if record is None:
                 metadata = {} if owner is None else {"owner": owner}
                 created, _ = await self.persistence.create_thread(thread_id, metadata, "do_nothing")
@@ -176,10 +219,7 @@ class RunService:
         return prepared
 
     def _config(self, thread_id: str, run_id: str, request: RunCreate) -> dict[str, Any]:
-        user_config = request.config or {}
-        recursion_limit = user_config.get("recursion_limit", 25)
-        if not isinstance(recursion_limit, int) or not 1 <= recursion_limit <= 100:
-            raise RunInputError("config.recursion_limit must be an integer from 1 to 100")
+        recursion_limit = request.config.recursion_limit if request.config else 25
         metadata = {
             key: value
             for key, value in request.metadata.items()
@@ -193,64 +233,184 @@ class RunService:
             "recursion_limit": recursion_limit,
         }
 
-    async def wait(self, prepared: PreparedRun) -> dict[str, Any]:
-        """Run to the end and return the final state values (LangGraph objects)."""
-        async with prepared.stack, self._tracked(prepared):
-            return await self.graph.ainvoke(
-                prepared.graph_input, prepared.config, durability=prepared.durability
+    async def start(
+        self,
+        thread_id: str,
+        request: RunCreate,
+        owner: str | None = None,
+        client_gone: ClientGone | None = None,
+        *,
+        stream: bool = False,
+    ) -> RunExecution:
+        """Prepare the run and start it in its own task."""
+        prepared = await self.prepare(thread_id, request, owner, client_gone)
+        execution = RunExecution(self, prepared, stream=stream)
+        execution.start(client_gone)
+        self._running.add(execution.task)
+        execution.task.add_done_callback(self._running.discard)
+        return execution
+
+    async def drain(self, timeout_s: float) -> None:
+        """Let runs in flight (their clients may be gone) finish before the worker closes."""
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=timeout_s)
+
+
+_END = object()
+
+
+class RunExecution:
+    """One run's own task: the graph, its timeout, its client's departure, its outcome."""
+
+    def __init__(self, service: RunService, prepared: PreparedRun, *, stream: bool) -> None:
+        self.service = service
+        self.prepared = prepared
+        self.ledger = side_effects.EffectLedger()
+        self.timed_out = False
+        self.client_left = False
+        self._events: asyncio.Queue[Any] | None = asyncio.Queue() if stream else None
+        self.task: asyncio.Task[Any]
+
+    @property
+    def run_id(self) -> str:
+        return self.prepared.run_id
+
+    def start(self, client_gone: ClientGone | None) -> None:
+        self.task = asyncio.create_task(self._main(client_gone))
+
+    async def result(self) -> dict[str, Any]:
+        """The final state values (LangGraph objects). Waiting here never cancels the run."""
+        try:
+            return await asyncio.shield(self.task)
+        except asyncio.CancelledError:
+            if self.task.cancelled() and self.client_left:
+                raise ClientGoneError("the client left; the run was cancelled") from None
+            raise
+
+    async def events(self) -> AsyncIterator[tuple[str, Any]]:
+        """(event, data) pairs: `metadata`, the requested modes, then `end` or `error`."""
+        assert self._events is not None
+        while (item := await self._events.get()) is not _END:
+            yield item
+
+    def _emit(self, event: str, data: Any) -> None:
+        if self._events is not None and not self.client_left:
+            self._events.put_nowait((event, data))
+
+    async def _main(self, client_gone: ClientGone | None) -> Any:
+        side_effects.track(self.ledger)
+        watcher = asyncio.create_task(self._watch(client_gone)) if client_gone else None
+        timer = asyncio.get_running_loop().call_later(
+            self.service.settings.run_timeout_s, self._time_out
+        )
+        try:
+            if self._events is None:
+                async with self.prepared.stack:
+                    return await self._invoke()
+            self._emit("metadata", {"run_id": self.run_id, "attempt": 1})
+            async with self.prepared.stack:
+                finished = await self._stream()
+            if finished:
+                self._emit("end", None)
+            return None
+        finally:
+            timer.cancel()
+            if watcher is not None:
+                watcher.cancel()
+            if self._events is not None:
+                self._events.put_nowait(_END)
+
+    async def _invoke(self) -> dict[str, Any]:
+        prepared = self.prepared
+        try:
+            async with _RunTracker(self):
+                return await self.service.graph.ainvoke(
+                    prepared.graph_input, prepared.config, durability=prepared.durability
+                )
+        except GraphRecursionError:
+            raise RunLimitError(self._limit_text()) from None
+
+    async def _stream(self) -> bool:
+        """Stream the graph's chunks; False when the run ended with an `error` event."""
+        prepared = self.prepared
+        modes = ["messages" if mode == "messages-tuple" else mode for mode in prepared.stream_modes]
+        try:
+            async with _RunTracker(self):
+                async for mode, chunk in self.service.graph.astream(
+                    prepared.graph_input,
+                    prepared.config,
+                    stream_mode=modes,
+                    durability=prepared.durability,
+                ):
+                    self._emit(mode, chunk)
+        except GraphRecursionError:
+            self._emit("error", {"error": "RunLimitError", "message": self._limit_text()})
+            return False
+        except (StorageUnavailableError, RunTimeoutError) as exc:
+            self._emit("error", {"error": type(exc).__name__, "message": str(exc)})
+            return False
+        except Exception as exc:
+            log.exception("run %s failed", self.run_id)
+            self._emit("error", {"error": type(exc).__name__, "message": str(exc)})
+            return False
+        return True
+
+    def _limit_text(self) -> str:
+        limit = self.prepared.config["recursion_limit"]
+        return (
+            f"the run reached config.recursion_limit={limit} before it finished; the steps it "
+            "completed are kept in the thread, whose status is now error"
+        )
+
+    async def _watch(self, client_gone: ClientGone) -> None:
+        await client_gone()
+        self.client_left = True
+        if self.prepared.on_disconnect != "cancel":
+            action = "continued"
+        elif self._stop():
+            action = "cancelled"
+        else:
+            action = "shielded"
+        metrics.RUN_CLIENT_DISCONNECTS.labels(action=action).inc()
+
+    def _time_out(self) -> None:
+        if self._stop():
+            self.timed_out = True
+        else:
+            log.warning(
+                "run %s passed RUN_TIMEOUT_S after a side effect began; it runs to its end",
+                self.run_id,
             )
 
-    async def stream(self, prepared: PreparedRun) -> AsyncIterator[tuple[str, Any]]:
-        """(event, data) pairs: `metadata`, the requested modes, then `end` or `error`."""
-        modes = ["messages" if mode == "messages-tuple" else mode for mode in prepared.stream_modes]
-        async with prepared.stack:
-            yield "metadata", {"run_id": prepared.run_id, "attempt": 1}
-            try:
-                async with self._tracked(prepared):
-                    async for mode, chunk in self.graph.astream(
-                        prepared.graph_input,
-                        prepared.config,
-                        stream_mode=modes,
-                        durability=prepared.durability,
-                    ):
-                        yield mode, chunk
-            except (StorageUnavailableError, RunTimeoutError) as exc:
-                yield "error", {"error": type(exc).__name__, "message": str(exc)}
-                return
-            except Exception as exc:
-                log.exception("run %s failed", prepared.run_id)
-                yield "error", {"error": type(exc).__name__, "message": str(exc)}
-                return
-        yield "end", None
-
-    def _tracked(self, prepared: PreparedRun) -> _RunTracker:
-        return _RunTracker(self, prepared)
+    def _stop(self) -> bool:
+        """Cancel the run unless a side effect has begun; whether it was cancelled."""
+        if self.task.done() or not self.ledger.try_stop():
+            return False
+        self.task.cancel()
+        return True
 
 
 class _RunTracker:
-    """Timeout, metrics and the thread's error status around one run."""
+    """Metrics, the timeout's error and the thread's error status around one run."""
 
-    def __init__(self, service: RunService, prepared: PreparedRun) -> None:
-        self.service = service
-        self.prepared = prepared
-        self._timeout = asyncio.timeout(service.settings.run_timeout_s)
+    def __init__(self, execution: RunExecution) -> None:
+        self.execution = execution
+        self.service = execution.service
+        self.prepared = execution.prepared
 
     async def __aenter__(self) -> None:
         self.started = time.perf_counter()
         metrics.RUNS_IN_FLIGHT.inc()
-        await self._timeout.__aenter__()
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         metrics.RUNS_IN_FLIGHT.dec()
-        try:
-            await self._timeout.__aexit__(exc_type, exc, tb)
-        except TimeoutError:
+        if isinstance(exc, asyncio.CancelledError) and self.execution.timed_out:
+            self.execution.task.uncancel()
             exc = RunTimeoutError(
                 f"the run took longer than {self.service.settings.run_timeout_s} s"
             )
         outcome = "success"
         if exc is not None:
-            outcome = type(exc).__name__
             if isinstance(exc, asyncio.CancelledError):
                 outcome = "cancelled"
             elif isinstance(exc, StorageUnavailableError):

@@ -1,6 +1,8 @@
 """Property-based fuzzing of the OpenAPI schema against the real multi-worker server.
 
-A short run here; `make fuzz` runs longer (FUZZ_EXAMPLES examples per operation).
+Every phase, stateful included: it follows the schema's links from a created thread
+to its reads, runs and deletion. A short run here; `make fuzz` runs longer
+(FUZZ_EXAMPLES examples per operation).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ def test_no_server_errors_and_responses_match_the_schema(tmp_path: Path) -> None
                 examples,
                 "--seed",
                 seed,
+                "--phases",
+                "examples,coverage,fuzzing,stateful",
                 "--request-timeout",
                 "60",
             ],
@@ -45,4 +49,5 @@ def test_no_server_errors_and_responses_match_the_schema(tmp_path: Path) -> None
         log = srv.log()
     summary = result.stdout[-4000:]
     assert result.returncode == 0, f"{summary}\n--- server log ---\n{log[-4000:]}"
+    assert "Stateful" in result.stdout and "links" in result.stdout, summary
     assert "unhandled error" not in log, log[-4000:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -108,3 +109,23 @@ def test_search_lists_only_own_threads(secured: ServerProcess) -> None:
     spoofed = bob.threads.search(metadata={"owner": "alice"})
     assert all(t["metadata"]["owner"] == "bob" for t in spoofed)
     assert a not in {t["thread_id"] for t in bob.threads.search(limit=1000)}
+
+
+def test_the_schema_needs_a_key_and_the_docs_are_off(secured: ServerProcess) -> None:
+    base = secured.base_url
+    for key in (None, "wrong-key-0123456789abcdef"):
+        assert call(base, "GET", "/openapi.json", None, key).status_code == 401
+    schema = call(base, "GET", "/openapi.json", None, ALICE)
+    assert schema.status_code == 200 and "/threads" in schema.json()["paths"]
+    for path in ("/docs", "/redoc"):
+        assert call(base, "GET", path, None, None).status_code == 404
+        assert call(base, "GET", path, None, ALICE).status_code == 404
+
+
+def test_api_docs_public_opens_the_schema_and_docs(tmp_path: Path) -> None:
+    keys = f"alice:{ALICE}"
+    env = {"AUTH_ENABLED": "true", "API_KEYS": keys, "API_DOCS_PUBLIC": "true"}
+    with ServerProcess(tmp_path, workers=1, env=env) as srv:
+        for path in ("/openapi.json", "/docs", "/redoc"):
+            assert httpx.get(f"{srv.base_url}{path}").status_code == 200, path
+        assert httpx.post(f"{srv.base_url}/threads", json={}).status_code == 401

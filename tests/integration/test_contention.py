@@ -17,6 +17,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
+from tests.support.booking import next_open_day
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.timeout(180)
@@ -99,7 +100,7 @@ CODE = re.compile(r"\b[A-Z0-9]{6}\b")
 async def test_many_users_race_for_one_slot(tmp_path: Path, backend_env: dict[str, str]) -> None:
     with ServerProcess(tmp_path, workers=3, env=backend_env) as srv:
         users = 12
-        day = _next_open_day()
+        day = next_open_day()
 
         async def user(index: int) -> str:
             client = get_client(url=srv.base_url)
@@ -140,15 +141,3 @@ def _confirmed_rows(srv: ServerProcess, backend_env: dict[str, str]) -> int:
         return conn.execute(query).fetchone()[0]
     finally:
         conn.close()
-
-
-def _next_open_day() -> str:
-    import datetime as dt
-
-    from service.settings import Settings
-
-    settings = Settings(_env_file=None)
-    day = dt.datetime.now(settings.tz).date() + dt.timedelta(days=2)
-    while day.weekday() not in settings.booking_open_days:
-        day += dt.timedelta(days=1)
-    return day.isoformat()

@@ -1,0 +1,1 @@
+"""Serving HTTP: the Gunicorn worker class and its connection handling."""
