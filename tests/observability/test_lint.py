@@ -125,5 +125,7 @@ def test_panel_ids_are_unique_and_cover_the_topics() -> None:
         "sum by (status) (rate(booking_agent_http_requests_total",
         "sum by (pid) (rate(booking_agent_worker_http_requests_total",
         "booking_agent_worker_up",
+        "sum by (action) (rate(booking_agent_run_client_disconnects_total",
+        "sum by (phase) (rate(booking_agent_http_read_timeouts_total",
     ):
         assert needle in exprs, needle
