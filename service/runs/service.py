@@ -268,6 +268,7 @@ class RunExecution:
         self.ledger = side_effects.EffectLedger()
         self.timed_out = False
         self.client_left = False
+        self.graph_done = False  # past this, only bookkeeping is left: never cancelled
         self._events: asyncio.Queue[Any] | None = asyncio.Queue() if stream else None
         self.task: asyncio.Task[Any]
 
@@ -365,6 +366,8 @@ class RunExecution:
     async def _watch(self, client_gone: ClientGone) -> None:
         await client_gone()
         self.client_left = True
+        if self.graph_done:
+            return
         if self.prepared.on_disconnect != "cancel":
             action = "continued"
         elif self._stop():
@@ -374,6 +377,8 @@ class RunExecution:
         metrics.RUN_CLIENT_DISCONNECTS.labels(action=action).inc()
 
     def _time_out(self) -> None:
+        if self.graph_done:
+            return
         if self._stop():
             self.timed_out = True
         else:
@@ -384,7 +389,7 @@ class RunExecution:
 
     def _stop(self) -> bool:
         """Cancel the run unless a side effect has begun; whether it was cancelled."""
-        if self.task.done() or not self.ledger.try_stop():
+        if self.graph_done or self.task.done() or not self.ledger.try_stop():
             return False
         self.task.cancel()
         return True
@@ -403,6 +408,7 @@ class _RunTracker:
         metrics.RUNS_IN_FLIGHT.inc()
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        self.execution.graph_done = True
         metrics.RUNS_IN_FLIGHT.dec()
         if isinstance(exc, asyncio.CancelledError) and self.execution.timed_out:
             self.execution.task.uncancel()

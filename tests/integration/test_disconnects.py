@@ -164,3 +164,34 @@ def test_a_booking_is_never_left_without_its_turn(srv: ServerProcess, policy: st
     assert [m["type"] for m in messages] == ["human", "ai", "tool", "ai"]
     assert code in messages[-1]["content"]
     assert counter(srv, "shielded") - shielded == (1 if policy == "cancel" else 0)
+
+
+@pytest.fixture(scope="module")
+def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Model calls of 1.5 s and RUN_TIMEOUT_S=2: any two-call turn outlives the timeout."""
+    env = {"OFFLINE_LLM_LATENCY_MS": "1500", "RUN_TIMEOUT_S": "2"}
+    with ServerProcess(tmp_path_factory.mktemp("timeouts"), workers=1, env=env) as proc:
+        yield proc
+
+
+def test_the_run_timeout_stops_a_run_without_side_effects(slow: ServerProcess) -> None:
+    tid = str(uuid.uuid4())
+    day = booking_text().split(" on ")[1].split(" at ")[0]
+    body = run_body(f"what's free on {day} for a haircut", multitask_strategy="reject")
+    response = httpx.post(f"{slow.base_url}/threads/{tid}/runs/wait", json=body, timeout=30)
+    assert response.status_code == 504, response.text
+    assert "longer than" in response.json()["detail"]
+    assert httpx.get(f"{slow.base_url}/threads/{tid}").json()["status"] == "error"
+
+
+def test_the_run_timeout_never_cuts_a_booking_short(slow: ServerProcess) -> None:
+    tid = str(uuid.uuid4())
+    response = httpx.post(
+        f"{slow.base_url}/threads/{tid}/runs/wait", json=run_body(booking_text()), timeout=30
+    )
+    assert response.status_code == 200, response.text
+    messages = response.json()["messages"]
+    assert [m["type"] for m in messages] == ["human", "ai", "tool", "ai"]
+    code = json.loads(messages[2]["content"])["confirmation_code"]
+    assert code in booked_codes(slow) and code in messages[-1]["content"]
+    assert httpx.get(f"{slow.base_url}/threads/{tid}").json()["status"] == "idle"
