@@ -25,9 +25,10 @@ test: venv ## the whole suite, against real multi-worker servers (Docker: make t
 test-fast: venv
 	$(BIN)/python -m pytest tests/unit tests/persistence
 
-lint: venv
+lint: venv ## ruff, and the import contracts in pyproject.toml (imports only point down the layers)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 format: venv
 	$(BIN)/ruff check --fix .

@@ -49,8 +49,8 @@ def on_starting(server) -> None:
     for stale in directory.glob("*.db"):
         stale.unlink(missing_ok=True)
 
+    from service.bootstrap import prepare_storage
     from service.logging_setup import configure_logging
-    from service.persistence import prepare_storage
 
     configure_logging(settings.log_level)
     prepare_storage(settings)

@@ -22,8 +22,8 @@ def cmd_serve(_: argparse.Namespace) -> int:
 
 
 def cmd_init_db(_: argparse.Namespace) -> int:
+    from service.bootstrap import prepare_storage
     from service.logging_setup import configure_logging
-    from service.persistence import prepare_storage
 
     settings = load_settings()
     configure_logging(settings.log_level)
@@ -181,7 +181,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     """SQLite -> PostgreSQL. Exit 0: copied and verified; 1: could not run; 3: mismatch."""
     import psycopg
 
-    from service.persistence.migrate import (
+    from service.ops.migrate import (
         MigrationError,
         migrate,
         parse_source,

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 
 from service.api.auth import Caller
-from service.api.schemas import ERROR_RESPONSES, AssistantSearch
-from service.api.validation import quote
+from service.schemas.models import ERROR_RESPONSES, AssistantSearch
+from service.schemas.validation import quote
 
 router = APIRouter(prefix="/assistants", tags=["assistants"], responses=ERROR_RESPONSES)
 

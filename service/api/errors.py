@@ -8,19 +8,19 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from service.api.validation import quote, safe_text
 from service.persistence.errors import (
     StorageUnavailableError,
     ThreadExistsError,
     ThreadNotFoundError,
 )
-from service.runs.guard import ThreadBusyError, ThreadWaitTimeoutError
+from service.persistence.locks import ThreadBusyError, ThreadWaitTimeoutError
 from service.runs.service import (
     ClientGoneError,
     RunInputError,
     RunTimeoutError,
     RunTooLargeError,
 )
+from service.schemas.validation import quote, safe_text
 
 log = logging.getLogger(__name__)
 

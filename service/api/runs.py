@@ -14,8 +14,8 @@ from service.api.deps import State, ThreadId
 from service.api.disconnect import client_gone
 from service.api.encoding import encode, json_response
 from service.api.limits import check_metadata
-from service.api.schemas import ERROR_RESPONSES, RunCreate
-from service.api.validation import quote
+from service.schemas.models import ERROR_RESPONSES, RunCreate
+from service.schemas.validation import quote
 
 router = APIRouter(prefix="/threads/{thread_id}/runs", tags=["runs"], responses=ERROR_RESPONSES)
 

@@ -11,17 +11,17 @@ from service.api.auth import OWNER_KEY, Caller, Principal
 from service.api.deps import AppState, State, ThreadId
 from service.api.encoding import json_response
 from service.api.limits import check_metadata
-from service.api.schemas import (
+from service.persistence.base import ThreadRecord
+from service.persistence.errors import ThreadExistsError, ThreadNotFoundError
+from service.runs.serialize import snapshot_to_state, to_jsonable
+from service.schemas.models import (
     ERROR_RESPONSES,
     HistoryRequest,
     ThreadCreate,
     ThreadPrune,
     ThreadSearch,
 )
-from service.api.validation import check_thread_id
-from service.persistence.base import ThreadRecord
-from service.persistence.errors import ThreadExistsError, ThreadNotFoundError
-from service.runs.serialize import snapshot_to_state, to_jsonable
+from service.schemas.validation import check_thread_id
 
 router = APIRouter(prefix="/threads", tags=["threads"], responses=ERROR_RESPONSES)
 

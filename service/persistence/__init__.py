@@ -10,12 +10,11 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def prepare_storage(settings: Settings) -> None:
-    """Run once in the Gunicorn master before forking: checks and schema creation.
+def prepare_checkpoint_storage(settings: Settings) -> None:
+    """Checks and schema creation for the checkpoint database (see service.bootstrap).
 
     Opens and closes its own connections, so no connection crosses the fork.
     """
-    from service.agent.bookings import open_booking_store
     from service.persistence.sqlite_driver import (
         DRIVER_NAME,
         SQLITE_VERSION,
@@ -33,11 +32,6 @@ def prepare_storage(settings: Settings) -> None:
         from service.persistence.sqlite_schema import init_database
 
         init_database(settings.checkpoints_db_path, settings)
-    store = open_booking_store(settings)
-    try:
-        store.init_schema()
-    finally:
-        store.close()
 
 
 def open_persistence(settings: Settings) -> Persistence:

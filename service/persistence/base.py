@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
-from service.runs.guard import ThreadGuard
+from service.persistence.locks import ThreadGuard
 
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 IfExists = Literal["raise", "do_nothing"]

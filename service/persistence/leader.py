@@ -12,7 +12,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from service.runs.guard import locked_by_another_process, try_record_lock
+from service.persistence.locks import locked_by_another_process, try_record_lock
 
 
 class FileLeaderLock:

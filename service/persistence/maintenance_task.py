@@ -11,9 +11,9 @@ from pathlib import Path
 
 from service import metrics
 from service.persistence.leader import FileLeaderLock
+from service.persistence.locks import ThreadGuard
 from service.persistence.sqlite_driver import DatabaseError, connect, unwritable_files
 from service.persistence.sqlite_maintenance import checkpoint_wal, sweep
-from service.runs.guard import ThreadGuard
 from service.settings import Settings
 
 log = logging.getLogger(__name__)

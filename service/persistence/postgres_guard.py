@@ -28,8 +28,8 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from service.persistence.locks import LocalLocks, TryLock, hold_in_turn
 from service.persistence.postgres_pool import application_name, pooled
-from service.runs.guard import TryLock, _LocalLocks, hold_in_turn
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class PgAdvisoryGuard:
         self.pool = pool
         self.probe_url = probe_url
         self.retry_after_s = retry_after_s
-        self._local = _LocalLocks()
+        self._local = LocalLocks()
         self._probe: psycopg.Connection[Any] | None = None
         self._probe_lock = threading.Lock()
         self._probe_failed_at = -PROBE_BACKOFF_S

@@ -14,6 +14,7 @@ from service.persistence.base import (
     ThreadRecord,
 )
 from service.persistence.errors import StorageUnavailableError, ThreadExistsError
+from service.persistence.locks import FileLockGuard
 from service.persistence.maintenance_task import SqliteMaintenance
 from service.persistence.sqlite_driver import (
     DRIVER_NAME,
@@ -23,7 +24,6 @@ from service.persistence.sqlite_driver import (
     unwritable_files,
 )
 from service.persistence.sqlite_saver import SqliteCheckpointer, utcnow_iso
-from service.runs.guard import FileLockGuard
 from service.settings import Settings
 
 # Below this, a WAL append or checkpoint can fail at any moment: report not ready.

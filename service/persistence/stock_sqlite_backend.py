@@ -39,9 +39,9 @@ from service.persistence.base import (
     ThreadRecord,
 )
 from service.persistence.errors import ThreadExistsError
+from service.persistence.locks import FileLockGuard
 from service.persistence.sqlite_backend import lock_path_for, sqlite_file_sizes
 from service.persistence.sqlite_saver import utcnow_iso
-from service.runs.guard import FileLockGuard
 from service.settings import Settings
 
 BACKEND = "sqlite-stock"

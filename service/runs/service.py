@@ -27,9 +27,9 @@ from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
 
 from service import metrics, side_effects
-from service.api.schemas import RunCreate
 from service.persistence.base import Persistence
 from service.persistence.errors import StorageUnavailableError, ThreadNotFoundError
+from service.schemas.models import RunCreate
 from service.settings import Settings
 
 log = logging.getLogger(__name__)

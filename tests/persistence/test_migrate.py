@@ -14,7 +14,7 @@ import pytest
 
 from service.agent.bookings import BookingStore
 from service.cli import main
-from service.persistence.migrate import EXIT_ERROR, EXIT_MISMATCH, EXIT_OK
+from service.ops.migrate import EXIT_ERROR, EXIT_MISMATCH, EXIT_OK
 from service.persistence.postgres_pool import new_pool
 from service.persistence.postgres_saver import PostgresCheckpointer
 from service.persistence.sqlite_saver import SqliteCheckpointer

@@ -14,13 +14,13 @@ import pytest
 
 from service import metrics
 from service.persistence.errors import StorageUnavailableError
+from service.persistence.locks import ThreadBusyError, ThreadWaitTimeoutError
 from service.persistence.postgres_backend import PostgresPersistence
 from service.persistence.postgres_guard import PgAdvisoryGuard, advisory_key, unlock_all
 from service.persistence.postgres_maintenance import PgMaintenance, PgSweeper
 from service.persistence.postgres_pool import new_pool
 from service.persistence.postgres_saver import PostgresCheckpointer
 from service.persistence.postgres_schema import init_postgres
-from service.runs.guard import ThreadBusyError, ThreadWaitTimeoutError
 from service.settings import Settings
 from tests.support.tcp_proxy import TcpProxy
 

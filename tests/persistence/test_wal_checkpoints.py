@@ -15,10 +15,10 @@ from typing import Any
 
 from langgraph.checkpoint.base import empty_checkpoint
 
+from service.persistence.locks import FileLockGuard
 from service.persistence.maintenance_task import SqliteMaintenance, leader_path_for
 from service.persistence.sqlite_saver import SqliteCheckpointer
 from service.persistence.sqlite_schema import init_database
-from service.runs.guard import FileLockGuard
 from service.settings import Settings
 from tests.support.record_lock import held_by_another_process
 

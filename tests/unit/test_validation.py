@@ -11,7 +11,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from service import side_effects
 from service.agent.graph import add_conversation_messages
 from service.api.encoding import encode
-from service.api.validation import check_thread_id, json_problem, quote, safe_text
+from service.schemas.validation import check_thread_id, json_problem, quote, safe_text
 
 
 @pytest.mark.parametrize(

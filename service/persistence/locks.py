@@ -1,4 +1,5 @@
-"""The per-thread run guard: at most one run per thread across all worker processes.
+"""Cross-process record locks, and on them the per-thread run guard: at most one run
+per thread across all worker processes.
 
 LangGraph reads a thread's latest checkpoint once when a run starts and appends its
 own chain after it. Two concurrent runs on one thread fork the history and one
@@ -85,7 +86,7 @@ def thread_offset(thread_id: str) -> int:
     return int.from_bytes(digest, "big") & _OFFSET_MASK
 
 
-class _LocalLocks:
+class LocalLocks:
     """Per-thread asyncio locks, dropped when no coroutine uses them."""
 
     def __init__(self) -> None:
@@ -118,7 +119,7 @@ Session = Callable[[float], AbstractAsyncContextManager[TryLock]]
 
 @asynccontextmanager
 async def hold_in_turn(
-    local: _LocalLocks, thread_id: str, *, wait: bool, timeout_s: float, session: Session
+    local: LocalLocks, thread_id: str, *, wait: bool, timeout_s: float, session: Session
 ) -> AsyncIterator[bool]:
     """What every guard does around its own lock: runs of this worker line up on an
     asyncio lock first, then the cross-process lock is polled with backoff until the
@@ -195,7 +196,7 @@ class FileLockGuard:
         # One descriptor for the life of the process: closing any descriptor of the
         # file would drop all of this process's locks on it.
         self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        self._local = _LocalLocks()
+        self._local = LocalLocks()
 
     def _try_lock(self, offset: int) -> bool:
         return try_record_lock(self._fd, offset)

@@ -2,7 +2,7 @@
 
 Fields the official `langgraph-sdk` may send but this service does not act on are
 accepted only when empty; asking for them gets a 422 that says so. Every body is
-checked by `service.api.validation` as a whole before its fields are read.
+checked by `service.schemas.validation` as a whole before its fields are read.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from service.api.validation import (
+from service.schemas.validation import (
     FILTER_KEY_PATTERN,
     ID_PATTERN,
     MAX_FILTER_KEYS,

@@ -24,6 +24,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from tqdm import tqdm
 
+from service.agent.booking_pg import PostgresBookingDatabase
 from service.persistence.postgres_pool import new_pool
 from service.persistence.postgres_saver import PostgresCheckpointer, split_checkpoint
 from service.persistence.postgres_schema import init_postgres
@@ -219,8 +220,6 @@ class Migration:
             await cur.executemany(INSERT_CHECKPOINT_SQL, checkpoints)
 
     async def copy_appointments(self, path: Path) -> int:
-        from service.agent.booking_pg import PostgresBookingDatabase
-
         await asyncio.to_thread(PostgresBookingDatabase(self.target, self.settings).init_schema)
         src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:

@@ -1,0 +1,1 @@
+"""Offline operations run from the command line: migrating between backends."""
