@@ -1,8 +1,14 @@
-"""Every error a client can cause becomes a 4xx JSON `{"detail": ...}`; storage trouble a 503."""
+"""Every error a client can cause becomes a 4xx JSON `{"detail": ...}`; storage trouble a 503.
+
+One table: the service's own error types and what each answers. Anything else, a
+plain `ValueError` included, is a bug of ours: a 500 with its traceback in the log.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,78 +30,81 @@ from service.schemas.validation import quote, safe_text
 
 log = logging.getLogger(__name__)
 
+Detail = Callable[[Any], object]
+
+
+def _thread(text: str) -> Detail:
+    return lambda exc: f"Thread {quote(exc.args[0])} {text}"
+
+
+def _message(exc: BaseException) -> str:
+    return str(exc)
+
+
+def _retry_after(exc: StorageUnavailableError) -> dict[str, str]:
+    return {"Retry-After": str(exc.retry_after_s)}
+
+
+# (error type, status, detail, headers). Starlette answers with the entry of the most
+# specific type along the error's MRO (a timeout in the queue is not a plain busy).
+ERROR_TABLE: list[tuple[type[BaseException], int, Detail, Callable[[Any], dict] | None]] = [
+    (ThreadNotFoundError, 404, _thread("not found"), None),
+    (ThreadExistsError, 409, _thread("already exists"), None),
+    (
+        ThreadWaitTimeoutError,
+        409,
+        _thread("stayed busy longer than the enqueue timeout; nothing was written, retry later"),
+        None,
+    ),
+    (
+        ThreadBusyError,
+        409,
+        _thread("is busy with another run (multitask_strategy=reject); nothing was written"),
+        None,
+    ),
+    (RunTooLargeError, 413, _message, None),
+    (RunInputError, 422, _message, None),
+    # Nobody reads this; 499 (nginx's "client closed request") keeps it apart in metrics.
+    (ClientGoneError, 499, _message, None),
+    (RunTimeoutError, 504, _message, None),
+    (StorageUnavailableError, 503, _message, _retry_after),
+]
+
 
 def _error(status: int, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
+def _handler(status: int, detail: Detail, headers: Callable[[Any], dict] | None):
+    async def handle(_: Request, exc: Exception) -> JSONResponse:
+        return _error(status, detail(exc), headers(exc) if headers else None)
+
+    return handle
+
+
+async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    # Keys in `loc` are the client's own (metadata keys): shortened and made UTF-8.
+    errors = [
+        {
+            "loc": [
+                part if isinstance(part, int) else safe_text(str(part))
+                for part in err.get("loc", ())
+            ],
+            "msg": safe_text(str(err.get("msg")), 300),
+            "type": err.get("type"),
+        }
+        for err in exc.errors()
+    ]
+    return _error(422, errors)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return _error(500, "internal error; see the server log")
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ThreadNotFoundError)
-    async def _not_found(_: Request, exc: ThreadNotFoundError) -> JSONResponse:
-        return _error(404, f"Thread {quote(exc.args[0])} not found")
-
-    @app.exception_handler(ThreadExistsError)
-    async def _exists(_: Request, exc: ThreadExistsError) -> JSONResponse:
-        return _error(409, f"Thread {quote(exc.args[0])} already exists")
-
-    @app.exception_handler(ThreadWaitTimeoutError)
-    async def _wait_timeout(_: Request, exc: ThreadWaitTimeoutError) -> JSONResponse:
-        return _error(
-            409,
-            f"Thread {quote(exc.args[0])} stayed busy longer than the enqueue timeout; "
-            "nothing was written, retry later",
-        )
-
-    @app.exception_handler(ThreadBusyError)
-    async def _busy(_: Request, exc: ThreadBusyError) -> JSONResponse:
-        return _error(
-            409,
-            f"Thread {quote(exc.args[0])} is busy with another run (multitask_strategy=reject); "
-            "nothing was written",
-        )
-
-    @app.exception_handler(RunTooLargeError)
-    async def _too_large(_: Request, exc: RunTooLargeError) -> JSONResponse:
-        return _error(413, str(exc))
-
-    @app.exception_handler(RunInputError)
-    async def _bad_run(_: Request, exc: RunInputError) -> JSONResponse:
-        return _error(422, str(exc))
-
-    @app.exception_handler(ValueError)
-    async def _bad_value(_: Request, exc: ValueError) -> JSONResponse:
-        return _error(422, str(exc))
-
-    @app.exception_handler(RunTimeoutError)
-    async def _run_timeout(_: Request, exc: RunTimeoutError) -> JSONResponse:
-        return _error(504, str(exc))
-
-    @app.exception_handler(ClientGoneError)
-    async def _client_gone(_: Request, exc: ClientGoneError) -> JSONResponse:
-        # Nobody reads this; 499 (nginx's "client closed request") keeps it apart in metrics.
-        return _error(499, str(exc))
-
-    @app.exception_handler(StorageUnavailableError)
-    async def _unavailable(_: Request, exc: StorageUnavailableError) -> JSONResponse:
-        return _error(503, str(exc), {"Retry-After": str(exc.retry_after_s)})
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        # Keys in `loc` are the client's own (metadata keys): shortened and made UTF-8.
-        errors = [
-            {
-                "loc": [
-                    part if isinstance(part, int) else safe_text(str(part))
-                    for part in err.get("loc", ())
-                ],
-                "msg": safe_text(str(err.get("msg")), 300),
-                "type": err.get("type"),
-            }
-            for err in exc.errors()
-        ]
-        return _error(422, errors)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _error(500, "internal error; see the server log")
+    for error_type, status, detail, headers in ERROR_TABLE:
+        app.add_exception_handler(error_type, _handler(status, detail, headers))
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(Exception, _unexpected)

@@ -21,7 +21,6 @@ from service.schemas.models import (
     ThreadPrune,
     ThreadSearch,
 )
-from service.schemas.validation import check_thread_id
 
 router = APIRouter(prefix="/threads", tags=["threads"], responses=ERROR_RESPONSES)
 
@@ -116,7 +115,6 @@ async def prune_threads(body: ThreadPrune, state: State, caller: Caller) -> dict
     """
     thread_ids = list(dict.fromkeys(body.thread_ids))
     for thread_id in thread_ids:
-        check_thread_id(thread_id)
         await owned_thread(state, caller, thread_id)
     pruned = 0
     for thread_id in thread_ids:

@@ -37,11 +37,11 @@ log = logging.getLogger(__name__)
 _MESSAGE_ROLES = {"user", "human"}
 
 
-class RunInputError(ValueError):
+class RunInputError(Exception):
     """The run request cannot be run as sent (422)."""
 
 
-class RunTooLargeError(ValueError):
+class RunTooLargeError(Exception):
     """The input breaks a size limit (413)."""
 
 
