@@ -20,6 +20,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 from service.agent import offline_nlu as nlu
+from service.agent.graph import last_tool_results
 from service.agent.offline_nlu import Intent, Lang
 from service.settings import Settings
 
@@ -223,7 +224,7 @@ class Dialogue:
         start = _window_start(conversation)
         humans = [_text(m) for m in conversation[start:] if isinstance(m, HumanMessage)]
         lang = _language(humans or [_text(m) for m in conversation if isinstance(m, HumanMessage)])
-        trailing = _trailing_tool_messages(conversation)
+        trailing = last_tool_results(conversation)
         if trailing:
             return Reply(" ".join(self.summarize(m, lang) for m in trailing))
         if not humans:
@@ -545,15 +546,6 @@ def error_text(content: str) -> str:
     except (ValueError, SyntaxError):
         return match.group(1)
     return str(value)
-
-
-def _trailing_tool_messages(messages: Sequence[BaseMessage]) -> list[ToolMessage]:
-    trailing: list[ToolMessage] = []
-    for message in reversed(messages):
-        if not isinstance(message, ToolMessage):
-            break
-        trailing.append(message)
-    return trailing[::-1]
 
 
 def _asked_for_name(messages: Sequence[BaseMessage]) -> bool:

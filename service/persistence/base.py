@@ -7,7 +7,6 @@ benchmark) each provide one.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -18,8 +17,6 @@ from service.persistence.locks import ThreadGuard
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 IfExists = Literal["raise", "do_nothing"]
 PruneStrategy = Literal["delete", "keep_latest"]
-
-METADATA_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
 @dataclass

@@ -1,18 +1,29 @@
 """Maintenance leadership: exactly one worker process at a time, handed over on death.
 
-A POSIX record lock on a file beside the database. The kernel drops it the moment
-its process dies (SIGKILL included), and a follower that retries every few seconds
-takes over. Its own file, because closing any descriptor of a file drops all of the
-process's record locks on it, and the thread guard's locks must not be touched.
+The leader loop and the timed pass are the same for every backend (below); the lock
+differs. For SQLite: a POSIX record lock on a file beside the database. The kernel
+drops it the moment its process dies (SIGKILL included), and a follower that retries
+every few seconds takes over. Its own file, because closing any descriptor of a file
+drops all of the process's record locks on it, and the thread guard's locks must not
+be touched.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
+import logging
 import os
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
+from service import metrics
 from service.persistence.locks import locked_by_another_process, try_record_lock
+
+log = logging.getLogger(__name__)
+FOLLOWER_RETRY_S = 2.0
 
 
 class FileLeaderLock:
@@ -47,3 +58,48 @@ def service_is_running(path: Path | str) -> bool:
         return locked_by_another_process(fd, 0)
     finally:
         os.close(fd)
+
+
+class SweepReport(Protocol):
+    expired_deleted: int
+    checkpoints_removed: int
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+R = TypeVar("R", bound=SweepReport)
+
+
+async def lead_and_sweep(
+    try_lead: Callable[[], Awaitable[bool]],
+    sweep: Callable[[], Awaitable[object]],
+    interval_s: float,
+) -> None:
+    """Every backend's leader loop: a follower retries leadership every few seconds; the
+    leader sweeps once per interval, if it still leads when the interval ends."""
+    while True:
+        if await try_lead():
+            await asyncio.sleep(interval_s)
+            if await try_lead():
+                await sweep()
+        else:
+            await asyncio.sleep(min(interval_s, FOLLOWER_RETRY_S))
+
+
+async def timed_sweep(sweep: Callable[[], Awaitable[R]]) -> R | None:
+    """One maintenance pass, counted and timed; a failed pass is logged, never raised."""
+    started = time.perf_counter()
+    try:
+        report = await sweep()
+    except Exception:
+        log.exception("maintenance pass failed")
+        metrics.MAINTENANCE_SWEEPS.labels(result="error").inc()
+        return None
+    finally:
+        metrics.MAINTENANCE_SECONDS.observe(time.perf_counter() - started)
+    metrics.MAINTENANCE_SWEEPS.labels(result="ok").inc()
+    metrics.MAINTENANCE_DELETED.labels(kind="expired_threads").inc(report.expired_deleted)
+    metrics.MAINTENANCE_DELETED.labels(kind="checkpoints").inc(report.checkpoints_removed)
+    if report.expired_deleted or report.checkpoints_removed:
+        log.info("maintenance: %s", report.as_dict())
+    return report

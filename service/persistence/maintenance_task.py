@@ -6,19 +6,16 @@ import asyncio
 import contextlib
 import logging
 import threading
-import time
 from pathlib import Path
 
 from service import metrics
-from service.persistence.leader import FileLeaderLock
+from service.persistence.leader import FileLeaderLock, lead_and_sweep, timed_sweep
 from service.persistence.locks import ThreadGuard
 from service.persistence.sqlite_driver import DatabaseError, connect, unwritable_files
 from service.persistence.sqlite_maintenance import checkpoint_wal, sweep
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
-
-FOLLOWER_RETRY_S = 2.0
 
 
 def leader_path_for(db_path: Path) -> Path:
@@ -64,15 +61,14 @@ class SqliteMaintenance:
             metrics.MAINTENANCE_LEADER.set(0)
         self.lock.close()
 
+    async def _try_lead(self) -> bool:
+        if self.lock.try_acquire():
+            metrics.MAINTENANCE_LEADER.set(1)
+            return True
+        return False
+
     async def _loop(self) -> None:
-        interval = self.settings.maintenance_interval_s
-        while True:
-            if self.lock.try_acquire():
-                metrics.MAINTENANCE_LEADER.set(1)
-                await asyncio.sleep(interval)
-                await self.run_once()
-            else:
-                await asyncio.sleep(min(interval, FOLLOWER_RETRY_S))
+        await lead_and_sweep(self._try_lead, self.run_once, self.settings.maintenance_interval_s)
 
     def _wal_loop(self) -> None:
         """A plain thread: it wakes on time whatever the event loop is doing."""
@@ -100,19 +96,6 @@ class SqliteMaintenance:
                 conn.close()
 
     async def run_once(self) -> None:
-        started = time.perf_counter()
-        try:
-            report = await asyncio.to_thread(
-                sweep, self.path, self.settings, is_busy=self.guard.is_busy
-            )
-        except Exception:
-            log.exception("maintenance pass failed")
-            metrics.MAINTENANCE_SWEEPS.labels(result="error").inc()
-            return
-        finally:
-            metrics.MAINTENANCE_SECONDS.observe(time.perf_counter() - started)
-        metrics.MAINTENANCE_SWEEPS.labels(result="ok").inc()
-        metrics.MAINTENANCE_DELETED.labels(kind="expired_threads").inc(report.expired_deleted)
-        metrics.MAINTENANCE_DELETED.labels(kind="checkpoints").inc(report.checkpoints_removed)
-        if report.expired_deleted or report.checkpoints_removed:
-            log.info("maintenance: %s", report.as_dict())
+        await timed_sweep(
+            lambda: asyncio.to_thread(sweep, self.path, self.settings, is_busy=self.guard.is_busy)
+        )

@@ -15,7 +15,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from service.persistence.base import IfExists, PruneStrategy, ThreadRecord, metadata_matches
 from service.persistence.errors import ThreadExistsError
 from service.persistence.locks import FileLockGuard
-from service.persistence.sqlite_saver import utcnow_iso
+from service.persistence.records import utcnow_iso
 from service.settings import Settings
 
 

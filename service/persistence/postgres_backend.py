@@ -9,41 +9,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import json
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from service import metrics
-from service.persistence.base import METADATA_KEY, IfExists, PruneStrategy, ThreadRecord
+from service.persistence.base import IfExists, PruneStrategy, ThreadRecord
 from service.persistence.errors import ThreadExistsError
 from service.persistence.postgres_guard import PgAdvisoryGuard, unlock_all
 from service.persistence.postgres_maintenance import PgMaintenance
 from service.persistence.postgres_pool import new_pool, pool_stats, pooled, redacted
 from service.persistence.postgres_saver import DELETE_THREAD_SQL, PostgresCheckpointer
+from service.persistence.records import (
+    SEARCH_ORDER,
+    THREAD_COLUMNS,
+    search_where,
+    thread_record,
+)
 from service.settings import Settings
 
-_COLUMNS = "thread_id, created_at, updated_at, metadata, status, error"
 GAUGE_INTERVAL_S = 5.0
 
 
-def iso(moment: dt.datetime) -> str:
-    """The same text as the SQLite backend: UTC, microseconds, a trailing Z."""
-    text = moment.astimezone(dt.UTC).isoformat(timespec="microseconds")
-    return text.replace("+00:00", "Z")
-
-
 def _record(row: dict[str, Any]) -> ThreadRecord:
-    metadata = row["metadata"]
-    return ThreadRecord(
-        thread_id=row["thread_id"],
-        created_at=iso(row["created_at"]),
-        updated_at=iso(row["updated_at"]),
-        metadata=json.loads(metadata) if isinstance(metadata, str | bytes) else metadata or {},
-        status=row["status"],
-        error=row["error"],
-    )
+    return thread_record(**row)
+
+
+def _metadata_filter(key: str, value: Any) -> tuple[str, list[Any]]:
+    """A missing key matches null, as in the SQLite backend."""
+    return "coalesce(metadata -> %s, 'null'::jsonb) = %s", [key, Jsonb(value)]
 
 
 class PostgresPersistence:
@@ -103,7 +97,7 @@ class PostgresPersistence:
         async def create() -> tuple[ThreadRecord, bool]:
             rows = await self._fetch(
                 "INSERT INTO threads (thread_id, metadata) VALUES (%s, %s) "
-                f"ON CONFLICT (thread_id) DO NOTHING RETURNING {_COLUMNS}",
+                f"ON CONFLICT (thread_id) DO NOTHING RETURNING {THREAD_COLUMNS}",
                 (thread_id, Jsonb(metadata)),
             )
             if rows:
@@ -112,7 +106,7 @@ class PostgresPersistence:
             if if_exists == "raise":
                 raise ThreadExistsError(thread_id)
             existing = await self._fetch(
-                f"SELECT {_COLUMNS} FROM threads WHERE thread_id = %s", (thread_id,)
+                f"SELECT {THREAD_COLUMNS} FROM threads WHERE thread_id = %s", (thread_id,)
             )
             if not existing:  # deleted in between: create it after all
                 return await create()
@@ -123,30 +117,18 @@ class PostgresPersistence:
     async def get_thread(self, thread_id: str) -> ThreadRecord | None:
         rows = await self.checkpointer.timed(
             "thread",
-            self._fetch(f"SELECT {_COLUMNS} FROM threads WHERE thread_id = %s", (thread_id,)),
+            self._fetch(f"SELECT {THREAD_COLUMNS} FROM threads WHERE thread_id = %s", (thread_id,)),
         )
         return _record(rows[0]) if rows else None
 
     async def search_threads(
         self, metadata: dict[str, Any], status: str | None, limit: int, offset: int
     ) -> list[ThreadRecord]:
-        where: list[str] = []
-        params: list[Any] = []
-        for key, value in metadata.items():
-            if not METADATA_KEY.match(key):
-                raise ValueError(f"metadata filter key {key!r} is not allowed")
-            # A missing key matches null, as in the SQLite backend.
-            where.append("coalesce(metadata -> %s, 'null'::jsonb) = %s")
-            params.extend([key, Jsonb(value)])
-        if status in ("idle", "error"):
-            where.append("status = %s")
-            params.append(status)
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        clause, params = search_where(metadata, status, _metadata_filter, "%s")
         rows = await self.checkpointer.timed(
             "thread",
             self._fetch(
-                f"SELECT {_COLUMNS} FROM threads {clause} "
-                "ORDER BY updated_at DESC, thread_id LIMIT %s OFFSET %s",
+                f"SELECT {THREAD_COLUMNS} FROM threads {clause} {SEARCH_ORDER} LIMIT %s OFFSET %s",
                 (*params, limit, offset),
             ),
         )

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -22,6 +21,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from service import metrics
+from service.persistence.leader import lead_and_sweep, timed_sweep
 from service.persistence.postgres_guard import advisory_key
 from service.persistence.postgres_pool import connection_kwargs
 from service.persistence.postgres_saver import COMPACT_SQL
@@ -30,7 +30,6 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-FOLLOWER_RETRY_S = 2.0
 MAX_BATCHES = 10
 
 EXPIRED_SQL = """
@@ -205,28 +204,7 @@ class PgMaintenance:
         return self.held
 
     async def _loop(self) -> None:
-        interval = self.settings.maintenance_interval_s
-        while True:
-            if await self.try_lead():
-                await asyncio.sleep(interval)
-                if await self.try_lead():
-                    await self.run_once()
-            else:
-                await asyncio.sleep(min(interval, FOLLOWER_RETRY_S))
+        await lead_and_sweep(self.try_lead, self.run_once, self.settings.maintenance_interval_s)
 
     async def run_once(self) -> PgSweepReport | None:
-        started = time.perf_counter()
-        try:
-            report = await self.sweeper.sweep()
-        except Exception:
-            log.exception("maintenance pass failed")
-            metrics.MAINTENANCE_SWEEPS.labels(result="error").inc()
-            return None
-        finally:
-            metrics.MAINTENANCE_SECONDS.observe(time.perf_counter() - started)
-        metrics.MAINTENANCE_SWEEPS.labels(result="ok").inc()
-        metrics.MAINTENANCE_DELETED.labels(kind="expired_threads").inc(report.expired_deleted)
-        metrics.MAINTENANCE_DELETED.labels(kind="checkpoints").inc(report.checkpoints_removed)
-        if report.expired_deleted or report.checkpoints_removed:
-            log.info("maintenance: %s", report.as_dict())
-        return report
+        return await timed_sweep(self.sweeper.sweep)

@@ -7,15 +7,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-from service.persistence.base import (
-    METADATA_KEY,
-    IfExists,
-    PruneStrategy,
-    ThreadRecord,
-)
+from service.persistence.base import IfExists, PruneStrategy, ThreadRecord
 from service.persistence.errors import StorageUnavailableError, ThreadExistsError
 from service.persistence.locks import FileLockGuard
 from service.persistence.maintenance_task import SqliteMaintenance
+from service.persistence.records import (
+    SEARCH_ORDER,
+    THREAD_COLUMNS,
+    search_where,
+    sqlite_filter,
+    thread_record,
+    utcnow_iso,
+)
 from service.persistence.sqlite_driver import (
     DRIVER_NAME,
     FAULT_MESSAGES,
@@ -23,23 +26,11 @@ from service.persistence.sqlite_driver import (
     effective_pragmas,
     unwritable_files,
 )
-from service.persistence.sqlite_saver import SqliteCheckpointer, utcnow_iso
+from service.persistence.sqlite_saver import SqliteCheckpointer
 from service.settings import Settings
 
 # Below this, a WAL append or checkpoint can fail at any moment: report not ready.
 MIN_FREE_BYTES = 1024 * 1024
-_COLUMNS = "thread_id, created_at, updated_at, metadata, status, error"
-
-
-def _record(row: tuple[Any, ...]) -> ThreadRecord:
-    return ThreadRecord(
-        thread_id=row[0],
-        created_at=row[1],
-        updated_at=row[2],
-        metadata=json.loads(row[3] or "{}"),
-        status=row[4],
-        error=row[5],
-    )
 
 
 def lock_path_for(db_path: Path) -> Path:
@@ -99,9 +90,9 @@ class SqlitePersistence:
                 if not created and if_exists == "raise":
                     raise ThreadExistsError(thread_id)
                 row = cur.execute(
-                    f"SELECT {_COLUMNS} FROM threads WHERE thread_id = ?", (thread_id,)
+                    f"SELECT {THREAD_COLUMNS} FROM threads WHERE thread_id = ?", (thread_id,)
                 ).fetchone()
-            return _record(row), created
+            return thread_record(*row), created
 
         return await saver.run_write("thread", create)
 
@@ -109,45 +100,26 @@ class SqlitePersistence:
         row = await self.checkpointer.run_read(
             "thread",
             self.checkpointer.read_one,
-            f"SELECT {_COLUMNS} FROM threads WHERE thread_id = ?",
+            f"SELECT {THREAD_COLUMNS} FROM threads WHERE thread_id = ?",
             (thread_id,),
         )
-        return _record(row) if row else None
+        return thread_record(*row) if row else None
 
     async def search_threads(
         self, metadata: dict[str, Any], status: str | None, limit: int, offset: int
     ) -> list[ThreadRecord]:
-        where, params = [], []
-        for key, value in metadata.items():
-            if not METADATA_KEY.match(key):
-                raise ValueError(f"metadata filter key {key!r} is not allowed")
-            where.append(f"json_extract(metadata, '$.\"{key}\"') IS json_extract(?, '$')")
-            params.append(json.dumps(value))
-        if status in ("idle", "error"):
-            where.append("status = ?")
-            params.append(status)
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        clause, params = search_where(metadata, status, sqlite_filter, "?")
         rows = await self.checkpointer.run_read(
             "thread",
             self.checkpointer.read_all,
-            f"SELECT {_COLUMNS} FROM threads {clause} "
-            "ORDER BY updated_at DESC, thread_id LIMIT ? OFFSET ?",
+            f"SELECT {THREAD_COLUMNS} FROM threads {clause} {SEARCH_ORDER} LIMIT ? OFFSET ?",
             (*params, limit, offset),
         )
-        return [_record(row) for row in rows]
+        return [thread_record(*row) for row in rows]
 
     async def delete_thread(self, thread_id: str) -> bool:
         saver = self.checkpointer
-
-        def delete() -> bool:
-            with saver.write_transaction() as cur:
-                cur.execute("DELETE FROM threads WHERE thread_id = ?", (thread_id,))
-                existed = cur.rowcount > 0
-                cur.execute("DELETE FROM checkpoints WHERE thread_id = ?", (thread_id,))
-                cur.execute("DELETE FROM writes WHERE thread_id = ?", (thread_id,))
-            return existed
-
-        return await saver.run_write("delete", delete)
+        return await saver.run_write("delete", saver.delete_thread, thread_id)
 
     async def set_thread_error(self, thread_id: str, error: str) -> None:
         saver = self.checkpointer

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from service.persistence.records import iso_utc
 from service.persistence.sqlite_driver import connect, immediate, sqlite3
 from service.settings import Settings
 
@@ -36,16 +37,21 @@ def maintenance_connection(
         conn.close()
 
 
-def delete_thread_rows(conn: Any, thread_id: str) -> None:
-    with immediate(conn):
-        for table in ("checkpoints", "writes", "threads"):
-            conn.execute(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,))
+def delete_thread_rows(cur: Any, thread_id: str) -> bool:
+    """Inside the caller's write transaction: a thread's checkpoints, writes and record.
+
+    Returns whether the thread had a record.
+    """
+    existed = False
+    for table in ("checkpoints", "writes", "threads"):
+        existed = cur.execute(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,)).rowcount > 0
+    return existed
 
 
 def expired_threads(conn: Any, ttl_days: float, limit: int) -> list[str]:
     """Threads whose last activity is older than the TTL, oldest first."""
     cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=ttl_days)
-    stamp = cutoff.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    stamp = iso_utc(cutoff)
     rows = conn.execute(
         "SELECT thread_id FROM threads WHERE updated_at < ? ORDER BY updated_at LIMIT ?",
         (stamp, limit),
@@ -155,7 +161,8 @@ def sweep(
                     if not is_busy(t)
                 ]
                 for thread_id in expired:
-                    delete_thread_rows(conn, thread_id)
+                    with immediate(conn):
+                        delete_thread_rows(conn, thread_id)
                 report.expired_deleted += len(expired)
                 if len(expired) < batch:
                     break

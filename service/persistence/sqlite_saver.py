@@ -25,7 +25,6 @@ WAL file:
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import gc
 import json
 import logging
@@ -56,6 +55,7 @@ from langgraph.checkpoint.sqlite.utils import load_pending_writes, pending_write
 from service import metrics
 from service.persistence.decoded_cache import DecodedCheckpointCache
 from service.persistence.errors import StorageBusyError, StorageUnavailableError
+from service.persistence.records import check_prune_strategy, utcnow_iso
 from service.persistence.serde import MessageMemoSerializer
 from service.persistence.sqlite_driver import (
     FAULT_MESSAGES,
@@ -64,7 +64,7 @@ from service.persistence.sqlite_driver import (
     is_busy_error,
     storage_fault,
 )
-from service.persistence.sqlite_maintenance import prune_rows
+from service.persistence.sqlite_maintenance import delete_thread_rows, prune_rows
 from service.persistence.write_gate import WriteGate, WriteTicket
 from service.settings import Settings
 
@@ -119,10 +119,6 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if collecting:
             gc.enable()
-
-
-def utcnow_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class SqliteCheckpointer(SqliteSaver):
@@ -640,12 +636,15 @@ class SqliteCheckpointer(SqliteSaver):
             )
         self._bytes_total.inc(size)
 
-    def delete_thread(self, thread_id: str) -> None:
-        """Remove every checkpoint, write and the thread record, in one transaction."""
+    def delete_thread(self, thread_id: str) -> bool:
+        """Remove every checkpoint, write and the thread record, in one transaction.
+
+        Returns whether the thread had a record.
+        """
         with self.write_transaction() as cur:
-            for table in ("checkpoints", "writes", "threads"):
-                cur.execute(f"DELETE FROM {table} WHERE thread_id = ?", (str(thread_id),))
+            existed = delete_thread_rows(cur, str(thread_id))
         self.decoded.discard_thread(str(thread_id))
+        return existed
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         if not run_ids:
@@ -690,8 +689,7 @@ class SqliteCheckpointer(SqliteSaver):
         One short transaction per thread, so a large prune never holds the write lock
         for long.
         """
-        if strategy not in ("keep_latest", "delete"):
-            raise ValueError(f"unknown prune strategy {strategy!r}")
+        check_prune_strategy(strategy)
         for thread_id in thread_ids:
             self.prune_thread(str(thread_id), keep=1 if strategy == "keep_latest" else 0)
 
@@ -750,8 +748,7 @@ class SqliteCheckpointer(SqliteSaver):
         await self.run_write("copy_thread", self.copy_thread, source_thread_id, target_thread_id)
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        if strategy not in ("keep_latest", "delete"):
-            raise ValueError(f"unknown prune strategy {strategy!r}")
+        check_prune_strategy(strategy)
         for thread_id in thread_ids:
             await self.run_write(
                 "prune",

@@ -32,20 +32,21 @@ from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMet
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from service import metrics
-from service.persistence.base import (
-    METADATA_KEY,
-    IfExists,
-    PruneStrategy,
-    ThreadRecord,
-)
+from service.persistence.base import IfExists, PruneStrategy, ThreadRecord
 from service.persistence.errors import ThreadExistsError
 from service.persistence.locks import FileLockGuard
+from service.persistence.records import (
+    SEARCH_ORDER,
+    THREAD_COLUMNS,
+    search_where,
+    sqlite_filter,
+    thread_record,
+    utcnow_iso,
+)
 from service.persistence.sqlite_backend import lock_path_for, sqlite_file_sizes
-from service.persistence.sqlite_saver import utcnow_iso
 from service.settings import Settings
 
 BACKEND = "sqlite-stock"
-_COLUMNS = "thread_id, created_at, updated_at, metadata, status, error"
 _THREADS_TABLE = """
 CREATE TABLE IF NOT EXISTS threads (
     thread_id TEXT PRIMARY KEY,
@@ -56,17 +57,6 @@ CREATE TABLE IF NOT EXISTS threads (
     error TEXT
 )
 """
-
-
-def _record(row: Sequence[Any]) -> ThreadRecord:
-    return ThreadRecord(
-        thread_id=row[0],
-        created_at=row[1],
-        updated_at=row[2],
-        metadata=json.loads(row[3] or "{}"),
-        status=row[4],
-        error=row[5],
-    )
 
 
 class MeteredAsyncSqliteSaver(AsyncSqliteSaver):
@@ -170,8 +160,10 @@ class StockSqlitePersistence:
         return record, created
 
     async def get_thread(self, thread_id: str) -> ThreadRecord | None:
-        rows = await self._read(f"SELECT {_COLUMNS} FROM threads WHERE thread_id = ?", (thread_id,))
-        return _record(rows[0]) if rows else None
+        rows = await self._read(
+            f"SELECT {THREAD_COLUMNS} FROM threads WHERE thread_id = ?", (thread_id,)
+        )
+        return thread_record(*rows[0]) if rows else None
 
     async def touch(self, thread_id: str) -> None:
         """Called by the run service after each successful run: one more commit."""
@@ -183,22 +175,12 @@ class StockSqlitePersistence:
     async def search_threads(
         self, metadata: dict[str, Any], status: str | None, limit: int, offset: int
     ) -> list[ThreadRecord]:
-        where, params = [], []
-        for key, value in metadata.items():
-            if not METADATA_KEY.match(key):
-                raise ValueError(f"metadata filter key {key!r} is not allowed")
-            where.append(f"json_extract(metadata, '$.\"{key}\"') IS json_extract(?, '$')")
-            params.append(json.dumps(value))
-        if status in ("idle", "error"):
-            where.append("status = ?")
-            params.append(status)
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        clause, params = search_where(metadata, status, sqlite_filter, "?")
         rows = await self._read(
-            f"SELECT {_COLUMNS} FROM threads {clause} "
-            "ORDER BY updated_at DESC, thread_id LIMIT ? OFFSET ?",
+            f"SELECT {THREAD_COLUMNS} FROM threads {clause} {SEARCH_ORDER} LIMIT ? OFFSET ?",
             (*params, limit, offset),
         )
-        return [_record(row) for row in rows]
+        return [thread_record(*row) for row in rows]
 
     async def delete_thread(self, thread_id: str) -> bool:
         existed = await self._write("DELETE FROM threads WHERE thread_id = ?", (thread_id,)) > 0

@@ -1,0 +1,80 @@
+"""Thread records as every backend stores them: columns, rows, timestamps, search filters.
+
+One copy for the SQLite, PostgreSQL and benchmark backends, so that a thread reads the
+same whichever store holds it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from service.persistence.base import ThreadRecord
+
+THREAD_COLUMNS = "thread_id, created_at, updated_at, metadata, status, error"
+SEARCH_ORDER = "ORDER BY updated_at DESC, thread_id"
+PRUNE_STRATEGIES = ("keep_latest", "delete")
+# What a backend accepts as a metadata filter key (the API is stricter still).
+METADATA_KEY = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+# Given a key and a value: the SQL condition and its parameters.
+FilterSql = Callable[[str, Any], tuple[str, list[Any]]]
+
+
+def iso_utc(moment: dt.datetime) -> str:
+    """A timestamp as every backend writes it: UTC, microseconds, a trailing Z."""
+    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def utcnow_iso() -> str:
+    return iso_utc(dt.datetime.now(dt.UTC))
+
+
+def thread_record(
+    thread_id: str,
+    created_at: str | dt.datetime,
+    updated_at: str | dt.datetime,
+    metadata: str | bytes | dict[str, Any] | None,
+    status: str,
+    error: str | None,
+) -> ThreadRecord:
+    """A row of THREAD_COLUMNS, as text (SQLite) or typed values (PostgreSQL)."""
+    return ThreadRecord(
+        thread_id=thread_id,
+        created_at=created_at if isinstance(created_at, str) else iso_utc(created_at),
+        updated_at=updated_at if isinstance(updated_at, str) else iso_utc(updated_at),
+        metadata=json.loads(metadata) if isinstance(metadata, str | bytes) else metadata or {},
+        status=status,
+        error=error,
+    )
+
+
+def search_where(
+    metadata: dict[str, Any], status: str | None, condition: FilterSql, mark: str
+) -> tuple[str, list[Any]]:
+    """The WHERE clause of a thread search and its parameters (`mark`: `?` or `%s`)."""
+    where: list[str] = []
+    params: list[Any] = []
+    for key, value in metadata.items():
+        if not METADATA_KEY.fullmatch(key):
+            raise ValueError(f"metadata filter key {key!r} is not allowed")
+        sql, values = condition(key, value)
+        where.append(sql)
+        params.extend(values)
+    if status in ("idle", "error"):
+        where.append(f"status = {mark}")
+        params.append(status)
+    return ("WHERE " + " AND ".join(where)) if where else "", params
+
+
+def sqlite_filter(key: str, value: Any) -> tuple[str, list[Any]]:
+    """A missing key matches null, as in PostgreSQL."""
+    return f"json_extract(metadata, '$.\"{key}\"') IS json_extract(?, '$')", [json.dumps(value)]
+
+
+def check_prune_strategy(strategy: str) -> None:
+    if strategy not in PRUNE_STRATEGIES:
+        raise ValueError(f"unknown prune strategy {strategy!r}")
