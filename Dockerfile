@@ -72,7 +72,7 @@ COPY service/ ./service/
 # Fail the build, rather than the first multi-worker start, unless the service's SQLite
 # is pysqlite3's, without the WAL-reset bug (pysqlite3 has no wheel for linux/arm64:
 # build for linux/amd64 there).
-RUN python -c "from service.persistence.sqlite_driver import DRIVER_NAME as d, SQLITE_VERSION as v, has_wal_reset_bug as bad; assert d == 'pysqlite3' and not bad(v), (d, v); print('SQLite', v, 'via', d)"
+RUN python -c "from service.storage.sqlite.driver import DRIVER_NAME as d, SQLITE_VERSION as v, has_wal_reset_bug as bad; assert d == 'pysqlite3' and not bad(v), (d, v); print('SQLite', v, 'via', d)"
 
 VOLUME ["/app/data"]
 

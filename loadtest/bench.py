@@ -89,7 +89,7 @@ def _config(key: str) -> Config:
 
 def machine() -> str:
     """One line naming the machine, so numbers are never read without it."""
-    from service.persistence.sqlite_driver import DRIVER_NAME, SQLITE_VERSION
+    from service.storage.sqlite.driver import DRIVER_NAME, SQLITE_VERSION
 
     model = ""
     try:

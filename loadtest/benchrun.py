@@ -17,7 +17,7 @@ from loadtest import procstat, promtext
 from loadtest.procstat import CpuAt
 from loadtest.tables import percentile
 from loadtest.workload import WorkloadResult, run_workload, start_time
-from service.persistence.sqlite_backend import sqlite_file_sizes
+from service.storage.sqlite.backend import sqlite_file_sizes
 from tests.support.server import ServerProcess
 
 PUT_HISTOGRAM = "booking_agent_checkpoint_operation_seconds"
@@ -120,7 +120,7 @@ class RunResult:
 
 def stored_payload_bytes(db_path: Path) -> int | None:
     """Serialized checkpoint, metadata and pending-write bytes in the file now."""
-    from service.persistence.sqlite_driver import sqlite3
+    from service.storage.sqlite.driver import sqlite3
 
     if not db_path.exists():
         return None

@@ -13,7 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
-from service.persistence.locks import FileLockGuard
+from service.storage.locks import FileLockGuard
 
 
 async def measure(iterations: int) -> list[float]:

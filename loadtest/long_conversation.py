@@ -40,7 +40,7 @@ CONFIGS = {
 
 
 def stored_bytes(db: Path, thread_id: str) -> int:
-    from service.persistence.sqlite_driver import sqlite3
+    from service.storage.sqlite.driver import sqlite3
 
     conn = sqlite3.connect(str(db))
     try:

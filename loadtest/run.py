@@ -42,7 +42,7 @@ def default_workers() -> int:
 
 def integrity_problems(paths: list[Path]) -> list[str]:
     """`PRAGMA integrity_check` of each existing database file; empty when all are ok."""
-    from service.persistence.sqlite_driver import sqlite3
+    from service.storage.sqlite.driver import sqlite3
 
     problems = []
     for path in paths:

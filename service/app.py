@@ -25,9 +25,9 @@ from service.api.auth import KeyRing
 from service.api.deps import AppState
 from service.api.errors import install_error_handlers
 from service.api.middleware import HttpMetrics, RequestLimits
-from service.persistence import open_persistence
 from service.runs.service import RunService
 from service.settings import Settings, get_settings
+from service.storage import open_persistence
 from service.telemetry import set_build_info
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ that neither package needs to know about the other.
 from __future__ import annotations
 
 from service.agent.bookings import open_booking_store
-from service.persistence import prepare_checkpoint_storage
 from service.settings import Settings
+from service.storage import prepare_checkpoint_storage
 
 
 def prepare_storage(settings: Settings) -> None:

@@ -66,7 +66,7 @@ def _progress_bar(description: str):
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from service.persistence.sqlite_maintenance import backup
+    from service.storage.sqlite.maintenance import backup
 
     settings, path = _db(args)
     bar, update = _progress_bar("backup")
@@ -77,9 +77,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from service.persistence.leader import service_is_running
-    from service.persistence.maintenance_task import leader_path_for
-    from service.persistence.sqlite_maintenance import restore
+    from service.storage.leader import service_is_running
+    from service.storage.sqlite.maintainer import leader_path_for
+    from service.storage.sqlite.maintenance import restore
 
     settings = load_settings()
     path = Path(args.db) if args.db else Path(settings.checkpoints_db_path)
@@ -96,7 +96,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_checkpoint_wal(args: argparse.Namespace) -> int:
-    from service.persistence.sqlite_maintenance import (
+    from service.storage.sqlite.maintenance import (
         checkpoint_wal,
         maintenance_connection,
         wal_bytes,
@@ -112,7 +112,7 @@ def cmd_checkpoint_wal(args: argparse.Namespace) -> int:
 
 
 def cmd_vacuum(args: argparse.Namespace) -> int:
-    from service.persistence.sqlite_maintenance import vacuum
+    from service.storage.sqlite.maintenance import vacuum
 
     settings, path = _db(args)
     before, after = vacuum(path, settings)
@@ -121,7 +121,7 @@ def cmd_vacuum(args: argparse.Namespace) -> int:
 
 
 def cmd_integrity_check(args: argparse.Namespace) -> int:
-    from service.persistence.sqlite_maintenance import integrity_check
+    from service.storage.sqlite.maintenance import integrity_check
 
     settings, path = _db(args)
     problems = integrity_check(path, settings)
@@ -135,7 +135,7 @@ def cmd_integrity_check(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     import json
 
-    from service.persistence.sqlite_maintenance import stats
+    from service.storage.sqlite.maintenance import stats
 
     settings, path = _db(args)
     print(json.dumps(stats(path, settings).as_dict(), indent=2))
@@ -145,7 +145,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_prune(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from service.persistence.sqlite_maintenance import (
+    from service.storage.sqlite.maintenance import (
         delete_thread_rows,
         expired_threads,
         maintenance_connection,

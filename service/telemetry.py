@@ -7,8 +7,8 @@ import platform
 from importlib.metadata import version
 
 from service import __version__, metrics
-from service.persistence.base import Persistence
-from service.persistence.sqlite_driver import DRIVER_NAME, SQLITE_VERSION
+from service.storage.base import Persistence
+from service.storage.sqlite.driver import DRIVER_NAME, SQLITE_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def refresh_storage_gauges(persistence: Persistence) -> None:
         refresh_pools()
     if not persistence.backend.startswith("sqlite"):
         return
-    from service.persistence.sqlite_backend import sqlite_file_sizes
+    from service.storage.sqlite.backend import sqlite_file_sizes
 
     path = persistence.path  # type: ignore[attr-defined]
     for name, size in sqlite_file_sizes(path).items():

@@ -15,8 +15,8 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from service.persistence import sqlite_driver
 from service.settings import Settings
+from service.storage.sqlite import driver as sqlite_driver
 
 BUSY_MESSAGE = "The booking system is busy right now; please try again shortly."
 

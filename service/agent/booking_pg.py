@@ -20,9 +20,9 @@ from psycopg import errors
 from psycopg_pool import ConnectionPool
 
 from service.agent.booking_db import BUSY_MESSAGE, BookingBusyError
-from service.persistence.postgres_pool import application_name
-from service.persistence.postgres_schema import BOOKINGS_LOCK, LOCK_CLASS, connect, schema_lock
 from service.settings import Settings
+from service.storage.postgres.pool import application_name
+from service.storage.postgres.schema import BOOKINGS_LOCK, LOCK_CLASS, connect, schema_lock
 
 POSTGRES_SCHEMA = (
     """

@@ -14,12 +14,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from service.persistence.errors import (
-    StorageUnavailableError,
-    ThreadExistsError,
-    ThreadNotFoundError,
-)
-from service.persistence.locks import ThreadBusyError, ThreadWaitTimeoutError
 from service.runs.service import (
     ClientGoneError,
     RunInputError,
@@ -27,6 +21,12 @@ from service.runs.service import (
     RunTooLargeError,
 )
 from service.schemas.validation import quote, safe_text
+from service.storage.errors import (
+    StorageUnavailableError,
+    ThreadExistsError,
+    ThreadNotFoundError,
+)
+from service.storage.locks import ThreadBusyError, ThreadWaitTimeoutError
 
 log = logging.getLogger(__name__)
 

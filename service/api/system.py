@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from service import __version__, telemetry
 from service.api.auth import Caller, require_metrics_access
 from service.api.deps import State
-from service.persistence.sqlite_driver import DRIVER_NAME, SQLITE_VERSION, has_wal_reset_bug
+from service.storage.sqlite.driver import DRIVER_NAME, SQLITE_VERSION, has_wal_reset_bug
 
 router = APIRouter(tags=["system"])
 

@@ -11,8 +11,6 @@ from service.api.auth import OWNER_KEY, Caller, Principal
 from service.api.deps import AppState, State, ThreadId
 from service.api.encoding import json_response
 from service.api.limits import check_metadata
-from service.persistence.base import ThreadRecord
-from service.persistence.errors import ThreadExistsError, ThreadNotFoundError
 from service.runs.serialize import snapshot_to_state, to_jsonable
 from service.schemas.models import (
     ERROR_RESPONSES,
@@ -21,6 +19,8 @@ from service.schemas.models import (
     ThreadPrune,
     ThreadSearch,
 )
+from service.storage.base import ThreadRecord
+from service.storage.errors import ThreadExistsError, ThreadNotFoundError
 
 router = APIRouter(prefix="/threads", tags=["threads"], responses=ERROR_RESPONSES)
 

@@ -25,11 +25,11 @@ from psycopg import AsyncConnection
 from tqdm import tqdm
 
 from service.agent.booking_pg import PostgresBookingDatabase
-from service.persistence.postgres_pool import new_pool
-from service.persistence.postgres_saver import PostgresCheckpointer, split_checkpoint
-from service.persistence.postgres_schema import init_postgres
-from service.persistence.sqlite_driver import sqlite3
 from service.settings import Settings
+from service.storage.postgres.pool import new_pool
+from service.storage.postgres.saver import PostgresCheckpointer, split_checkpoint
+from service.storage.postgres.schema import init_postgres
+from service.storage.sqlite.driver import sqlite3
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -272,7 +272,7 @@ class Migration:
 
     async def _compare_states(self, ids: list[str], sample: int) -> list[str]:
         """The latest root checkpoint of sampled threads, loaded through both savers."""
-        from service.persistence.sqlite_saver import SqliteCheckpointer
+        from service.storage.sqlite.saver import SqliteCheckpointer
 
         assert self.saver is not None
         problems = []

@@ -27,10 +27,10 @@ from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
 
 from service import metrics, side_effects
-from service.persistence.base import Persistence
-from service.persistence.errors import StorageUnavailableError, ThreadNotFoundError
 from service.schemas.models import RunCreate
 from service.settings import Settings
+from service.storage.base import Persistence
+from service.storage.errors import StorageUnavailableError, ThreadNotFoundError
 
 log = logging.getLogger(__name__)
 

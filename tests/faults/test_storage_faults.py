@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.persistence.sqlite_driver import sqlite3
+from service.storage.sqlite.driver import sqlite3
 from tests.support.server import ROOT, ServerProcess
 
 pytestmark = pytest.mark.timeout(180)

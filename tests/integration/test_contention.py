@@ -24,7 +24,7 @@ pytestmark = pytest.mark.timeout(180)
 
 HOLD_LOCK = """
 import sys, time
-from service.persistence.sqlite_driver import sqlite3
+from service.storage.sqlite.driver import sqlite3
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)
 conn.execute("BEGIN IMMEDIATE")
 print("locked", flush=True)
@@ -134,7 +134,7 @@ def _confirmed_rows(srv: ServerProcess, backend_env: dict[str, str]) -> int:
 
         with psycopg.connect(backend_env["DATABASE_URL"]) as conn:
             return conn.execute(query).fetchone()[0]
-    from service.persistence.sqlite_driver import sqlite3
+    from service.storage.sqlite.driver import sqlite3
 
     conn = sqlite3.connect(str(srv.data_dir / "appointments.db"))
     try:

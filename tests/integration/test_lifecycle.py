@@ -25,12 +25,12 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph_sdk import get_sync_client
 from psycopg.rows import dict_row
 
-from service.persistence.postgres_schema import LEADER_LOCK, LOCK_CLASS
-from service.persistence.sqlite_driver import sqlite3
-from service.persistence.sqlite_maintenance import stats, sweep
-from service.persistence.sqlite_saver import SqliteCheckpointer
-from service.persistence.sqlite_schema import init_database
 from service.settings import Settings
+from service.storage.postgres.schema import LEADER_LOCK, LOCK_CLASS
+from service.storage.sqlite.driver import sqlite3
+from service.storage.sqlite.maintenance import stats, sweep
+from service.storage.sqlite.saver import SqliteCheckpointer
+from service.storage.sqlite.schema import init_database
 from tests.support.server import ROOT, ServerProcess
 
 pytestmark = pytest.mark.timeout(300)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_client, get_sync_client
 
-from service.persistence.sqlite_driver import sqlite3
+from service.storage.sqlite.driver import sqlite3
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.timeout(180)

@@ -21,8 +21,8 @@ import psycopg
 import pytest
 from langgraph_sdk import get_sync_client
 
-from service.persistence.locks import thread_offset
-from service.persistence.postgres_guard import advisory_key, lock_parts
+from service.storage.locks import thread_offset
+from service.storage.postgres.guard import advisory_key, lock_parts
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.timeout(240)

@@ -9,12 +9,12 @@ from pathlib import Path
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.report import ProgressCallbacks
 
-from service.persistence.postgres_pool import new_pool
-from service.persistence.postgres_saver import PostgresCheckpointer
-from service.persistence.postgres_schema import init_postgres
-from service.persistence.sqlite_saver import SqliteCheckpointer
-from service.persistence.sqlite_schema import init_database
 from service.settings import Settings
+from service.storage.postgres.pool import new_pool
+from service.storage.postgres.saver import PostgresCheckpointer
+from service.storage.postgres.schema import init_postgres
+from service.storage.sqlite.saver import SqliteCheckpointer
+from service.storage.sqlite.schema import init_database
 
 EVERY_CAPABILITY = {
     "put",

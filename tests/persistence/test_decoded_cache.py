@@ -20,11 +20,11 @@ from langgraph.graph.message import add_messages
 from prometheus_client import REGISTRY
 
 from service.identity_memo import IdentityMemo
-from service.persistence.decoded_cache import DecodedCheckpointCache
-from service.persistence.serde import MessageMemoSerializer
-from service.persistence.sqlite_saver import SqliteCheckpointer
-from service.persistence.sqlite_schema import init_database
 from service.settings import Settings
+from service.storage.sqlite.decoded_cache import DecodedCheckpointCache
+from service.storage.sqlite.saver import SqliteCheckpointer
+from service.storage.sqlite.schema import init_database
+from service.storage.sqlite.serde import MessageMemoSerializer
 
 
 class State(TypedDict):

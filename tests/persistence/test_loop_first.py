@@ -18,10 +18,10 @@ import pytest
 from langgraph.checkpoint.base import empty_checkpoint
 from prometheus_client import REGISTRY
 
-from service.persistence.sqlite_driver import connect
-from service.persistence.sqlite_saver import SqliteCheckpointer
-from service.persistence.sqlite_schema import init_database
 from service.settings import Settings
+from service.storage.sqlite.driver import connect
+from service.storage.sqlite.saver import SqliteCheckpointer
+from service.storage.sqlite.schema import init_database
 from tests.support.record_lock import held_by_another_process
 
 BUSY_TIMEOUT_MS = 5000

@@ -15,11 +15,11 @@ import pytest
 from service.agent.bookings import BookingStore
 from service.cli import main
 from service.ops.migrate import EXIT_ERROR, EXIT_MISMATCH, EXIT_OK
-from service.persistence.postgres_pool import new_pool
-from service.persistence.postgres_saver import PostgresCheckpointer
-from service.persistence.sqlite_saver import SqliteCheckpointer
-from service.persistence.sqlite_schema import init_database
 from service.settings import Settings
+from service.storage.postgres.pool import new_pool
+from service.storage.postgres.saver import PostgresCheckpointer
+from service.storage.sqlite.saver import SqliteCheckpointer
+from service.storage.sqlite.schema import init_database
 from tests.support.server import ROOT
 
 pytestmark = pytest.mark.timeout(180)

@@ -13,15 +13,15 @@ import psycopg
 import pytest
 
 from service import metrics
-from service.persistence.errors import StorageUnavailableError
-from service.persistence.locks import ThreadBusyError, ThreadWaitTimeoutError
-from service.persistence.postgres_backend import PostgresPersistence
-from service.persistence.postgres_guard import PgAdvisoryGuard, advisory_key, unlock_all
-from service.persistence.postgres_maintenance import PgMaintenance, PgSweeper
-from service.persistence.postgres_pool import new_pool
-from service.persistence.postgres_saver import PostgresCheckpointer
-from service.persistence.postgres_schema import init_postgres
 from service.settings import Settings
+from service.storage.errors import StorageUnavailableError
+from service.storage.locks import ThreadBusyError, ThreadWaitTimeoutError
+from service.storage.postgres.backend import PostgresPersistence
+from service.storage.postgres.guard import PostgresAdvisoryGuard, advisory_key, unlock_all
+from service.storage.postgres.maintenance import PostgresMaintenance, PostgresSweeper
+from service.storage.postgres.pool import new_pool
+from service.storage.postgres.saver import PostgresCheckpointer
+from service.storage.postgres.schema import init_postgres
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.timeout(120)
@@ -142,7 +142,9 @@ async def test_a_turn_is_one_write_transaction(pool: Any, settings: Settings) ->
 
 async def test_guard_holds_across_hosts(settings: Settings) -> None:
     pools = [await guard_pool(settings) for _ in range(2)]
-    host_a, host_b = (PgAdvisoryGuard(p, settings.database_url, retry_after_s=1) for p in pools)
+    host_a, host_b = (
+        PostgresAdvisoryGuard(p, settings.database_url, retry_after_s=1) for p in pools
+    )
     tid, other = str(uuid.uuid4()), str(uuid.uuid4())
     try:
         async with host_a.hold(tid, wait=False, timeout_s=1):
@@ -179,7 +181,7 @@ async def test_a_dead_session_frees_its_threads(settings: Settings, pg_url: str)
     crashed = psycopg.connect(pg_url, autocommit=True)
     assert crashed.execute("SELECT pg_try_advisory_lock(%s)", (advisory_key(tid),)).fetchone()[0]
     pool = await guard_pool(settings)
-    guard = PgAdvisoryGuard(pool, pg_url, retry_after_s=1)
+    guard = PostgresAdvisoryGuard(pool, pg_url, retry_after_s=1)
     try:
         assert guard.is_busy(tid)
         crashed.close()  # the process holding it is gone
@@ -192,7 +194,7 @@ async def test_a_dead_session_frees_its_threads(settings: Settings, pg_url: str)
 
 async def test_a_cancelled_run_leaves_no_lock_behind(settings: Settings) -> None:
     pool = await guard_pool(settings)
-    guard = PgAdvisoryGuard(pool, settings.database_url, retry_after_s=1)
+    guard = PostgresAdvisoryGuard(pool, settings.database_url, retry_after_s=1)
     tid = str(uuid.uuid4())
 
     async def run() -> None:
@@ -216,8 +218,8 @@ async def test_a_cancelled_run_leaves_no_lock_behind(settings: Settings) -> None
 
 
 async def test_one_maintenance_leader_and_takeover(settings: Settings, pool: Any) -> None:
-    first = PgMaintenance(settings, pool, settings.database_url)
-    second = PgMaintenance(settings, pool, settings.database_url)
+    first = PostgresMaintenance(settings, pool, settings.database_url)
+    second = PostgresMaintenance(settings, pool, settings.database_url)
     try:
         assert await first.try_lead()
         assert not await second.try_lead()
@@ -246,8 +248,8 @@ async def test_sweep_expires_and_compacts_but_skips_busy_threads(
         ([old, busy_old],),
     )
     gpool = await guard_pool(settings)
-    guard = PgAdvisoryGuard(gpool, settings.database_url, retry_after_s=1)
-    sweeper = PgSweeper(
+    guard = PostgresAdvisoryGuard(gpool, settings.database_url, retry_after_s=1)
+    sweeper = PostgresSweeper(
         settings.model_copy(update={"thread_ttl_days": 7, "checkpoint_retention": "keep_latest"}),
         pool,
     )

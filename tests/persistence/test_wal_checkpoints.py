@@ -15,11 +15,11 @@ from typing import Any
 
 from langgraph.checkpoint.base import empty_checkpoint
 
-from service.persistence.locks import FileLockGuard
-from service.persistence.maintenance_task import SqliteMaintenance, leader_path_for
-from service.persistence.sqlite_saver import SqliteCheckpointer
-from service.persistence.sqlite_schema import init_database
 from service.settings import Settings
+from service.storage.locks import FileLockGuard
+from service.storage.sqlite.maintainer import SqliteMaintenance, leader_path_for
+from service.storage.sqlite.saver import SqliteCheckpointer
+from service.storage.sqlite.schema import init_database
 from tests.support.record_lock import held_by_another_process
 
 PAGES = 50  # SQLITE_WAL_AUTOCHECKPOINT, small so that a few writes cross it

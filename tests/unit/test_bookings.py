@@ -12,7 +12,7 @@ import pytest
 
 from service.agent.bookings import BookingError, BookingStore, new_code
 from service.agent.offline_nlu import parse_code
-from service.persistence import sqlite_driver
+from service.storage.sqlite import driver as sqlite_driver
 from tests.unit.conftest import MADRID, MONDAY_10AM, fixed_clock, make_settings
 
 TUESDAY_3PM = dt.datetime(2025, 6, 3, 15, 0, tzinfo=MADRID)

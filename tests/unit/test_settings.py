@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from service.persistence.sqlite_driver import (
+from service.settings import Settings, SettingsError, load_settings
+from service.storage.sqlite.driver import (
     AffectedSqliteError,
     check_sqlite_version,
     has_wal_reset_bug,
 )
-from service.settings import Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

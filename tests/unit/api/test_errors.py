@@ -8,9 +8,9 @@ import pytest
 from fastapi import FastAPI
 
 from service.api.errors import ERROR_TABLE, install_error_handlers
-from service.persistence.errors import StorageUnavailableError, ThreadNotFoundError
-from service.persistence.locks import ThreadBusyError, ThreadWaitTimeoutError
 from service.runs.service import RunInputError, RunTooLargeError
+from service.storage.errors import StorageUnavailableError, ThreadNotFoundError
+from service.storage.locks import ThreadBusyError, ThreadWaitTimeoutError
 
 
 def app_raising(exc: BaseException) -> FastAPI:

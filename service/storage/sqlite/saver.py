@@ -53,20 +53,20 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.utils import load_pending_writes, pending_writes_sql
 
 from service import metrics
-from service.persistence.decoded_cache import DecodedCheckpointCache
-from service.persistence.errors import StorageBusyError, StorageUnavailableError
-from service.persistence.records import check_prune_strategy, utcnow_iso
-from service.persistence.serde import MessageMemoSerializer
-from service.persistence.sqlite_driver import (
+from service.settings import Settings
+from service.storage.errors import StorageBusyError, StorageUnavailableError
+from service.storage.records import check_prune_strategy, utcnow_iso
+from service.storage.sqlite.decoded_cache import DecodedCheckpointCache
+from service.storage.sqlite.driver import (
     FAULT_MESSAGES,
     DatabaseError,
     connect,
     is_busy_error,
     storage_fault,
 )
-from service.persistence.sqlite_maintenance import delete_thread_rows, prune_rows
-from service.persistence.write_gate import WriteGate, WriteTicket
-from service.settings import Settings
+from service.storage.sqlite.maintenance import delete_thread_rows, prune_rows
+from service.storage.sqlite.serde import MessageMemoSerializer
+from service.storage.sqlite.write_gate import WriteGate, WriteTicket
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from service.persistence.base import IfExists, PruneStrategy, ThreadRecord
-from service.persistence.errors import StorageUnavailableError, ThreadExistsError
-from service.persistence.locks import FileLockGuard
-from service.persistence.maintenance_task import SqliteMaintenance
-from service.persistence.records import (
+from service.settings import Settings
+from service.storage.base import IfExists, PruneStrategy, ThreadRecord
+from service.storage.errors import StorageUnavailableError, ThreadExistsError
+from service.storage.locks import FileLockGuard
+from service.storage.records import (
     SEARCH_ORDER,
     THREAD_COLUMNS,
     search_where,
@@ -19,15 +19,15 @@ from service.persistence.records import (
     thread_record,
     utcnow_iso,
 )
-from service.persistence.sqlite_driver import (
+from service.storage.sqlite.driver import (
     DRIVER_NAME,
     FAULT_MESSAGES,
     SQLITE_VERSION,
     effective_pragmas,
     unwritable_files,
 )
-from service.persistence.sqlite_saver import SqliteCheckpointer
-from service.settings import Settings
+from service.storage.sqlite.maintainer import SqliteMaintenance
+from service.storage.sqlite.saver import SqliteCheckpointer
 
 # Below this, a WAL append or checkpoint can fail at any moment: report not ready.
 MIN_FREE_BYTES = 1024 * 1024

@@ -18,8 +18,8 @@ from psycopg import AsyncConnection, errors
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from service.persistence.errors import StorageBusyError, StorageUnavailableError
 from service.settings import Settings
+from service.storage.errors import StorageBusyError, StorageUnavailableError
 
 # Failures that a retry of the same request may not hit: lock or serialization
 # conflicts and cancelled statements. Every other OperationalError is an outage.

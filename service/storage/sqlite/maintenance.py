@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from service.persistence.records import iso_utc
-from service.persistence.sqlite_driver import connect, immediate, sqlite3
 from service.settings import Settings
+from service.storage.records import iso_utc
+from service.storage.sqlite.driver import connect, immediate, sqlite3
 
 Progress = Callable[[int, int], None]
 

@@ -9,11 +9,11 @@ import threading
 from pathlib import Path
 
 from service import metrics
-from service.persistence.leader import FileLeaderLock, lead_and_sweep, timed_sweep
-from service.persistence.locks import ThreadGuard
-from service.persistence.sqlite_driver import DatabaseError, connect, unwritable_files
-from service.persistence.sqlite_maintenance import checkpoint_wal, sweep
 from service.settings import Settings
+from service.storage.leader import FileLeaderLock, lead_and_sweep, timed_sweep
+from service.storage.locks import ThreadGuard
+from service.storage.sqlite.driver import DatabaseError, connect, unwritable_files
+from service.storage.sqlite.maintenance import checkpoint_wal, sweep
 
 log = logging.getLogger(__name__)
 

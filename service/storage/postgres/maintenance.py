@@ -21,12 +21,12 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from service import metrics
-from service.persistence.leader import lead_and_sweep, timed_sweep
-from service.persistence.postgres_guard import advisory_key
-from service.persistence.postgres_pool import connection_kwargs
-from service.persistence.postgres_saver import COMPACT_SQL
-from service.persistence.postgres_schema import LEADER_LOCK, LOCK_CLASS
 from service.settings import Settings
+from service.storage.leader import lead_and_sweep, timed_sweep
+from service.storage.postgres.guard import advisory_key
+from service.storage.postgres.pool import connection_kwargs
+from service.storage.postgres.saver import COMPACT_SQL
+from service.storage.postgres.schema import LEADER_LOCK, LOCK_CLASS
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ GROUP BY thread_id HAVING count(*) > %s
 
 
 @dataclass
-class PgSweepReport:
+class PostgresSweepReport:
     expired_deleted: int = 0
     threads_compacted: int = 0
     checkpoints_removed: int = 0
@@ -96,7 +96,7 @@ async def compact_thread(conn: AsyncConnection[Any], thread_id: str, keep: int) 
     return True
 
 
-class PgSweeper:
+class PostgresSweeper:
     """One pass of TTL and retention, in small batches, on the checkpoint pool."""
 
     def __init__(self, settings: Settings, pool: AsyncConnectionPool) -> None:
@@ -105,8 +105,8 @@ class PgSweeper:
         # Retention walks all threads a slice per pass and resumes where it stopped.
         self.retention_cursor = ""
 
-    async def sweep(self) -> PgSweepReport:
-        report = PgSweepReport()
+    async def sweep(self) -> PostgresSweepReport:
+        report = PostgresSweepReport()
         batch = self.settings.maintenance_batch_size
         async with self.pool.connection() as conn:
             if self.settings.thread_ttl_days > 0:
@@ -116,7 +116,9 @@ class PgSweeper:
                 await self._retain(conn, keep, batch, report)
         return report
 
-    async def _expire(self, conn: AsyncConnection[Any], batch: int, report: PgSweepReport) -> None:
+    async def _expire(
+        self, conn: AsyncConnection[Any], batch: int, report: PostgresSweepReport
+    ) -> None:
         ttl_s = self.settings.thread_ttl_days * 86_400
         for _ in range(MAX_BATCHES):
             rows = await (await conn.execute(EXPIRED_SQL, (ttl_s, batch))).fetchall()
@@ -130,7 +132,7 @@ class PgSweeper:
                 break
 
     async def _retain(
-        self, conn: AsyncConnection[Any], keep: int, batch: int, report: PgSweepReport
+        self, conn: AsyncConnection[Any], keep: int, batch: int, report: PostgresSweepReport
     ) -> None:
         for _ in range(MAX_BATCHES):
             cur = await conn.execute(NEXT_THREADS_SQL, (self.retention_cursor, batch))
@@ -148,13 +150,13 @@ class PgSweeper:
                 break
 
 
-class PgMaintenance:
+class PostgresMaintenance:
     """The maintenance loop every worker runs; only the advisory-lock holder sweeps."""
 
     def __init__(self, settings: Settings, pool: AsyncConnectionPool, lock_url: str) -> None:
         self.settings = settings
         self.lock_url = lock_url
-        self.sweeper = PgSweeper(settings, pool)
+        self.sweeper = PostgresSweeper(settings, pool)
         self._conn: AsyncConnection[Any] | None = None
         self._task: asyncio.Task[None] | None = None
         self.held = False
@@ -206,5 +208,5 @@ class PgMaintenance:
     async def _loop(self) -> None:
         await lead_and_sweep(self.try_lead, self.run_once, self.settings.maintenance_interval_s)
 
-    async def run_once(self) -> PgSweepReport | None:
+    async def run_once(self) -> PostgresSweepReport | None:
         return await timed_sweep(self.sweeper.sweep)

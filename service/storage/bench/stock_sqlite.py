@@ -32,10 +32,11 @@ from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMet
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from service import metrics
-from service.persistence.base import IfExists, PruneStrategy, ThreadRecord
-from service.persistence.errors import ThreadExistsError
-from service.persistence.locks import FileLockGuard
-from service.persistence.records import (
+from service.settings import Settings
+from service.storage.base import IfExists, PruneStrategy, ThreadRecord
+from service.storage.errors import ThreadExistsError
+from service.storage.locks import FileLockGuard
+from service.storage.records import (
     SEARCH_ORDER,
     THREAD_COLUMNS,
     search_where,
@@ -43,8 +44,7 @@ from service.persistence.records import (
     thread_record,
     utcnow_iso,
 )
-from service.persistence.sqlite_backend import lock_path_for, sqlite_file_sizes
-from service.settings import Settings
+from service.storage.sqlite.backend import lock_path_for, sqlite_file_sizes
 
 BACKEND = "sqlite-stock"
 _THREADS_TABLE = """

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from service import metrics
-from service.persistence.locks import locked_by_another_process, try_record_lock
+from service.storage.locks import locked_by_another_process, try_record_lock
 
 log = logging.getLogger(__name__)
 FOLLOWER_RETRY_S = 2.0

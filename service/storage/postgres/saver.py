@@ -41,8 +41,8 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from service import metrics
-from service.persistence.errors import StorageUnavailableError
-from service.persistence.postgres_pool import pooled, storage_error
+from service.storage.errors import StorageUnavailableError
+from service.storage.postgres.pool import pooled, storage_error
 
 T = TypeVar("T")
 BACKEND = "postgres"

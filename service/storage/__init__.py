@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from service.persistence.base import Persistence
 from service.settings import Settings
+from service.storage.base import Persistence
 
 log = logging.getLogger(__name__)
 
@@ -15,21 +15,21 @@ def prepare_checkpoint_storage(settings: Settings) -> None:
 
     Opens and closes its own connections, so no connection crosses the fork.
     """
-    from service.persistence.sqlite_driver import (
+    from service.storage.sqlite.driver import (
         DRIVER_NAME,
         SQLITE_VERSION,
         check_sqlite_version,
     )
 
     if settings.checkpointer == "postgres":  # no SQLite file is used at all
-        from service.persistence.postgres_schema import init_postgres
+        from service.storage.postgres.schema import init_postgres
 
         init_postgres(settings.database_url)
     else:
         log.info("SQLite library %s (driver %s)", SQLITE_VERSION, DRIVER_NAME)
         check_sqlite_version(settings)
     if settings.checkpointer == "sqlite":
-        from service.persistence.sqlite_schema import init_database
+        from service.storage.sqlite.schema import init_database
 
         init_database(settings.checkpoints_db_path, settings)
 
@@ -37,19 +37,19 @@ def prepare_checkpoint_storage(settings: Settings) -> None:
 def open_persistence(settings: Settings) -> Persistence:
     """Open this worker's connections to the configured backend."""
     if settings.checkpointer == "sqlite":
-        from service.persistence.sqlite_backend import SqlitePersistence
+        from service.storage.sqlite.backend import SqlitePersistence
 
         return SqlitePersistence(settings)
     if settings.checkpointer == "memory":
-        from service.persistence.memory_backend import MemoryPersistence
+        from service.storage.bench.memory import MemoryPersistence
 
         return MemoryPersistence(settings)
     if settings.checkpointer == "sqlite-stock":  # benchmark only: loadtest/bench.py
-        from service.persistence.stock_sqlite_backend import StockSqlitePersistence
+        from service.storage.bench.stock_sqlite import StockSqlitePersistence
 
         return StockSqlitePersistence(settings)
     if settings.checkpointer == "postgres":
-        from service.persistence.postgres_backend import PostgresPersistence
+        from service.storage.postgres.backend import PostgresPersistence
 
         return PostgresPersistence(settings)
     raise NotImplementedError(f"CHECKPOINTER={settings.checkpointer} is not available yet")

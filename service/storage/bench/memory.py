@@ -12,11 +12,11 @@ from typing import Any
 
 from langgraph.checkpoint.memory import InMemorySaver
 
-from service.persistence.base import IfExists, PruneStrategy, ThreadRecord, metadata_matches
-from service.persistence.errors import ThreadExistsError
-from service.persistence.locks import FileLockGuard
-from service.persistence.records import utcnow_iso
 from service.settings import Settings
+from service.storage.base import IfExists, PruneStrategy, ThreadRecord, metadata_matches
+from service.storage.errors import ThreadExistsError
+from service.storage.locks import FileLockGuard
+from service.storage.records import utcnow_iso
 
 
 class MemoryPersistence:

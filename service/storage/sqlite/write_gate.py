@@ -16,7 +16,7 @@ import os
 import threading
 from pathlib import Path
 
-from service.persistence.locks import locked_by_another_process, try_record_lock
+from service.storage.locks import locked_by_another_process, try_record_lock
 
 
 class WriteGate:

@@ -28,8 +28,8 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from service.persistence.locks import LocalLocks, TryLock, hold_in_turn
-from service.persistence.postgres_pool import application_name, pooled
+from service.storage.locks import LocalLocks, TryLock, hold_in_turn
+from service.storage.postgres.pool import application_name, pooled
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ async def unlock_all(conn: AsyncConnection[Any]) -> None:
     await conn.execute("SELECT pg_advisory_unlock_all()")
 
 
-class PgAdvisoryGuard:
+class PostgresAdvisoryGuard:
     """At most one run per thread across every worker of every host on one database."""
 
     def __init__(self, pool: AsyncConnectionPool, probe_url: str, *, retry_after_s: int) -> None:

@@ -14,19 +14,19 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from service import metrics
-from service.persistence.base import IfExists, PruneStrategy, ThreadRecord
-from service.persistence.errors import ThreadExistsError
-from service.persistence.postgres_guard import PgAdvisoryGuard, unlock_all
-from service.persistence.postgres_maintenance import PgMaintenance
-from service.persistence.postgres_pool import new_pool, pool_stats, pooled, redacted
-from service.persistence.postgres_saver import DELETE_THREAD_SQL, PostgresCheckpointer
-from service.persistence.records import (
+from service.settings import Settings
+from service.storage.base import IfExists, PruneStrategy, ThreadRecord
+from service.storage.errors import ThreadExistsError
+from service.storage.postgres.guard import PostgresAdvisoryGuard, unlock_all
+from service.storage.postgres.maintenance import PostgresMaintenance
+from service.storage.postgres.pool import new_pool, pool_stats, pooled, redacted
+from service.storage.postgres.saver import DELETE_THREAD_SQL, PostgresCheckpointer
+from service.storage.records import (
     SEARCH_ORDER,
     THREAD_COLUMNS,
     search_where,
     thread_record,
 )
-from service.settings import Settings
 
 GAUGE_INTERVAL_S = 5.0
 
@@ -54,8 +54,8 @@ class PostgresPersistence:
         self.checkpointer = PostgresCheckpointer(
             self.pool, keep_last=settings.keep_last_checkpoints, retry_after_s=retry
         )
-        self.guard = PgAdvisoryGuard(self.lock_pool, lock_url, retry_after_s=retry)
-        self.maintenance = PgMaintenance(settings, self.pool, lock_url)
+        self.guard = PostgresAdvisoryGuard(self.lock_pool, lock_url, retry_after_s=retry)
+        self.maintenance = PostgresMaintenance(settings, self.pool, lock_url)
         self._gauges: asyncio.Task[None] | None = None
 
     async def aopen(self) -> None:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from service.persistence.sqlite_driver import DatabaseError, connect, immediate, storage_fault
 from service.settings import Settings
+from service.storage.sqlite.driver import DatabaseError, connect, immediate, storage_fault
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any, Literal, Protocol
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
-from service.persistence.locks import ThreadGuard
+from service.storage.locks import ThreadGuard
 
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 IfExists = Literal["raise", "do_nothing"]

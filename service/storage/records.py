@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from service.persistence.base import ThreadRecord
+from service.storage.base import ThreadRecord
 
 THREAD_COLUMNS = "thread_id, created_at, updated_at, metadata, status, error"
 SEARCH_ORDER = "ORDER BY updated_at DESC, thread_id"

@@ -1,0 +1,1 @@
+"""The PostgreSQL backend: the same interface for several hosts."""

@@ -1,0 +1,1 @@
+"""The SQLite backend: one WAL file shared by every worker of one host."""
