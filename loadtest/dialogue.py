@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from service.agent.offline_nlu import MONTHS_ES as NLU_MONTHS_ES
+from service.agent.offline.nlu import MONTHS_ES as NLU_MONTHS_ES
 from service.settings import Settings
 
 Lang = Literal["es", "en"]

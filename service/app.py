@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import metrics
-from service.agent.bookings import open_booking_store
 from service.agent.graph import build_graph
 from service.agent.model import build_model
 from service.agent.tools import build_tools
@@ -25,6 +24,7 @@ from service.api.auth import KeyRing
 from service.api.deps import AppState
 from service.api.errors import install_error_handlers
 from service.api.middleware import HttpMetrics, RequestLimits
+from service.bookings.store import open_booking_store
 from service.runs.service import RunService
 from service.settings import Settings, get_settings
 from service.storage import open_persistence

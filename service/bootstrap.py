@@ -6,7 +6,7 @@ that neither package needs to know about the other.
 
 from __future__ import annotations
 
-from service.agent.bookings import open_booking_store
+from service.bookings.store import open_booking_store
 from service.settings import Settings
 from service.storage import prepare_checkpoint_storage
 

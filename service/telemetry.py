@@ -1,16 +1,13 @@
-"""Worker start-up series and scrape-time readings of the storage files."""
+"""Worker start-up series, and the scrape: storage readings, then every worker's samples."""
 
 from __future__ import annotations
 
-import logging
 import platform
 from importlib.metadata import version
 
 from service import __version__, metrics
 from service.storage.base import Persistence
 from service.storage.sqlite.driver import DRIVER_NAME, SQLITE_VERSION
-
-log = logging.getLogger(__name__)
 
 
 def set_build_info(backend: str) -> None:
@@ -26,36 +23,10 @@ def set_build_info(backend: str) -> None:
     metrics.init_series(backend)
 
 
-def refresh_storage_gauges(persistence: Persistence) -> None:
-    """Read the SQLite files' sizes now, so any worker answers correctly.
-
-    Blocking (it may wait for this worker's reader connection): call it off the event loop.
-    """
-    refresh_pools = getattr(persistence, "refresh_gauges", None)
-    if refresh_pools is not None:  # PostgreSQL: this worker's connection pools
-        refresh_pools()
-    if not persistence.backend.startswith("sqlite"):
-        return
-    from service.storage.sqlite.backend import sqlite_file_sizes
-
-    path = persistence.path  # type: ignore[attr-defined]
-    for name, size in sqlite_file_sizes(path).items():
-        metrics.SQLITE_FILE_BYTES.labels(file=name).set(size)
-    if persistence.backend != "sqlite":  # the benchmark's stock saver has no sync reader
-        return
-    try:
-        saver = persistence.checkpointer
-        # The reader runs in autocommit, so it sees the latest commit of every worker.
-        with saver.lock:  # type: ignore[attr-defined]
-            freelist = saver.conn.execute("PRAGMA freelist_count").fetchone()[0]  # type: ignore[attr-defined]
-            page_size = saver.conn.execute("PRAGMA page_size").fetchone()[0]  # type: ignore[attr-defined]
-        metrics.SQLITE_FREELIST_PAGES.set(freelist)
-        metrics.SQLITE_PAGE_SIZE.set(page_size)
-    except Exception:  # a scrape must never fail because storage is slow
-        log.warning("could not read SQLite page counts", exc_info=True)
-
-
 def scrape(persistence: Persistence) -> tuple[bytes, str]:
-    """Fresh storage readings, then the exposition text summed over all workers."""
-    refresh_storage_gauges(persistence)
+    """Fresh storage readings (each backend its own), then the text summed over all workers.
+
+    Blocking (a backend may wait for its reader connection): call it off the event loop.
+    """
+    persistence.refresh_gauges()
     return metrics.render()

@@ -25,6 +25,6 @@ def build_model(
             max_retries=1,
             timeout=60,
         )
-    from service.agent.offline_model import OfflineChatModel
+    from service.agent.offline.model import OfflineChatModel
 
     return OfflineChatModel(settings=settings, latency_ms=settings.offline_llm_latency_ms, now=now)

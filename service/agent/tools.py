@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from langchain_core.tools import BaseTool, InjectedToolCallId, tool
 
 from service import side_effects
-from service.agent.bookings import WEEKDAYS, BookingError, BookingStore
+from service.bookings.store import WEEKDAYS, BookingError, BookingStore
 from service.metrics import TOOL_CALLS
 from service.settings import Settings
 

@@ -24,7 +24,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from tqdm import tqdm
 
-from service.agent.booking_pg import PostgresBookingDatabase
+from service.bookings.postgres import PostgresBookingDatabase
 from service.settings import Settings
 from service.storage.postgres.pool import new_pool
 from service.storage.postgres.saver import PostgresCheckpointer, split_checkpoint

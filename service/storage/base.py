@@ -72,4 +72,9 @@ class Persistence(Protocol):
 
     def info(self) -> dict[str, Any]: ...
 
+    def refresh_gauges(self) -> None:
+        """Set this backend's scrape-time gauges (file sizes, pools). Blocking: run it off
+        the event loop. Never raises: a scrape must not fail because storage is slow."""
+        ...
+
     async def aclose(self) -> None: ...

@@ -153,10 +153,10 @@ def _seed(path: Path, settings: Settings, threads: int, turns: int) -> None:
     """Write real graph checkpoints (keeping all of them) through the saver."""
     import asyncio
 
-    from service.agent.bookings import BookingStore
     from service.agent.graph import build_graph
     from service.agent.model import build_model
     from service.agent.tools import build_tools
+    from service.bookings.store import BookingStore
 
     init_database(path, settings)
     store = BookingStore(path.with_name("appointments.db"), settings)

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from service.agent.bookings import BookingStore
+from service.bookings.store import BookingStore
 from service.cli import main
 from service.ops.migrate import EXIT_ERROR, EXIT_MISMATCH, EXIT_OK
 from service.settings import Settings

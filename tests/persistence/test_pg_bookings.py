@@ -10,8 +10,8 @@ from threading import Barrier
 import psycopg
 import pytest
 
-from service.agent.booking_pg import PostgresBookingDatabase
-from service.agent.bookings import BookingError, BookingStore, open_booking_store
+from service.bookings.postgres import PostgresBookingDatabase
+from service.bookings.store import BookingError, BookingStore, open_booking_store
 from service.settings import Settings
 from tests.unit.conftest import MADRID, MONDAY_10AM, fixed_clock
 

@@ -66,10 +66,10 @@ def one(conn: psycopg.Connection[Any], query: str, *params: Any) -> Any:
 
 
 async def run_turns(saver: Any, settings: Settings, thread_id: str, turns: int, tmp: Path) -> None:
-    from service.agent.bookings import BookingStore
     from service.agent.graph import build_graph
     from service.agent.model import build_model
     from service.agent.tools import build_tools
+    from service.bookings.store import BookingStore
 
     store = BookingStore(tmp / "appointments.db", settings)
     store.init_schema()

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from service.agent.bookings import BookingStore
+from service.bookings.store import BookingStore
 from service.settings import Settings
 
 if TYPE_CHECKING:
-    from service.agent.offline_model import OfflineChatModel
+    from service.agent.offline.model import OfflineChatModel
 
 # LangChain and LangGraph are imported inside the fixtures that need them: the
 # cross-process test spawns workers that import this module, and they should start fast.
@@ -61,7 +61,7 @@ def store(
 
 @pytest.fixture
 def offline_model(settings: Settings, now: Callable[[], dt.datetime]) -> OfflineChatModel:
-    from service.agent.offline_model import OfflineChatModel
+    from service.agent.offline.model import OfflineChatModel
 
     return OfflineChatModel(settings=settings, now=now)
 

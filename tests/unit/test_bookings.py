@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from service.agent.bookings import BookingError, BookingStore, new_code
-from service.agent.offline_nlu import parse_code
+from service.agent.offline.nlu import parse_code
+from service.bookings.store import BookingError, BookingStore, new_code
 from service.storage.sqlite import driver as sqlite_driver
 from tests.unit.conftest import MADRID, MONDAY_10AM, fixed_clock, make_settings
 
@@ -227,7 +227,7 @@ def test_every_issued_code_is_read_back_from_a_cancel_request() -> None:
 def test_a_booking_write_behind_a_held_lock_is_busy_and_leaves_the_database_usable(
     tmp_path: Path,
 ) -> None:
-    from service.agent.booking_db import BookingBusyError, SqliteBookingDatabase
+    from service.bookings.sqlite import BookingBusyError, SqliteBookingDatabase
 
     settings = make_settings(sqlite_busy_timeout_ms=50)
     database = SqliteBookingDatabase(tmp_path / "appointments.db", settings)

@@ -19,13 +19,13 @@ from langgraph.checkpoint.memory import InMemorySaver
 from prometheus_client import REGISTRY
 from pydantic import Field
 
-from service.agent.bookings import BookingStore
 from service.agent.graph import (
     INTERRUPTED_TOOL_CALL,
     answer_dangling_tool_calls,
     build_graph,
 )
 from service.agent.tools import build_tools
+from service.bookings.store import BookingStore
 from service.settings import Settings
 from tests.unit.conftest import Chat, make_settings
 

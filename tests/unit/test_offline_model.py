@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
 
-from service.agent import offline_nlu as nlu
-from service.agent.bookings import BookingStore
 from service.agent.model import build_model
-from service.agent.offline_model import OfflineChatModel
+from service.agent.offline import nlu
+from service.agent.offline.model import OfflineChatModel
 from service.agent.tools import build_tools
+from service.bookings.store import BookingStore
 from service.settings import Settings
 from tests.unit.conftest import MONDAY_10AM, Chat, fixed_clock, make_settings
 

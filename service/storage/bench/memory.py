@@ -80,6 +80,9 @@ class MemoryPersistence:
     async def check_ready(self) -> None:
         return None
 
+    def refresh_gauges(self) -> None:
+        """Nothing on disk to measure."""
+
     def info(self) -> dict[str, Any]:
         return {"backend": self.backend}
 

@@ -44,7 +44,7 @@ from service.storage.records import (
     thread_record,
     utcnow_iso,
 )
-from service.storage.sqlite.backend import lock_path_for, sqlite_file_sizes
+from service.storage.sqlite.backend import lock_path_for, set_file_gauges, sqlite_file_sizes
 
 BACKEND = "sqlite-stock"
 _THREADS_TABLE = """
@@ -214,6 +214,9 @@ class StockSqlitePersistence:
     # --- health and facts -------------------------------------------------------------
     async def check_ready(self) -> None:
         await self._read("SELECT count(*) FROM threads LIMIT 1")
+
+    def refresh_gauges(self) -> None:
+        set_file_gauges(self.path)
 
     def info(self) -> dict[str, Any]:
         return {

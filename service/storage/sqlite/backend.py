@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
+from service import metrics
 from service.settings import Settings
 from service.storage.base import IfExists, PruneStrategy, ThreadRecord
 from service.storage.errors import StorageUnavailableError, ThreadExistsError
@@ -29,8 +31,15 @@ from service.storage.sqlite.driver import (
 from service.storage.sqlite.maintainer import SqliteMaintenance
 from service.storage.sqlite.saver import SqliteCheckpointer
 
+log = logging.getLogger(__name__)
+
 # Below this, a WAL append or checkpoint can fail at any moment: report not ready.
 MIN_FREE_BYTES = 1024 * 1024
+
+
+def set_file_gauges(db_path: Path) -> None:
+    for name, size in sqlite_file_sizes(db_path).items():
+        metrics.SQLITE_FILE_BYTES.labels(file=name).set(size)
 
 
 def lock_path_for(db_path: Path) -> Path:
@@ -170,6 +179,20 @@ class SqlitePersistence:
         with saver._write_lock:
             writer = effective_pragmas(saver.writer)
         return {"reader": reader, "writer": writer}
+
+    def refresh_gauges(self) -> None:
+        """The files' sizes, and the free pages inside the database, read now."""
+        set_file_gauges(self.path)
+        saver = self.checkpointer
+        try:
+            # The reader runs in autocommit, so it sees the latest commit of every worker.
+            with saver.lock:
+                freelist = saver.conn.execute("PRAGMA freelist_count").fetchone()[0]
+                page_size = saver.conn.execute("PRAGMA page_size").fetchone()[0]
+            metrics.SQLITE_FREELIST_PAGES.set(freelist)
+            metrics.SQLITE_PAGE_SIZE.set(page_size)
+        except Exception:
+            log.warning("could not read SQLite page counts", exc_info=True)
 
     def info(self) -> dict[str, Any]:
         return {

@@ -19,9 +19,9 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-from service.agent import offline_nlu as nlu
 from service.agent.graph import last_tool_results
-from service.agent.offline_nlu import Intent, Lang
+from service.agent.offline import nlu
+from service.agent.offline.nlu import Intent, Lang
 from service.settings import Settings
 
 STOP_TOOLS = re.compile(r"stop calling tools|do not call (any )?(more )?tools", re.IGNORECASE)

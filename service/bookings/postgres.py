@@ -19,7 +19,7 @@ import psycopg
 from psycopg import errors
 from psycopg_pool import ConnectionPool
 
-from service.agent.booking_db import BUSY_MESSAGE, BookingBusyError
+from service.bookings.sqlite import BUSY_MESSAGE, BookingBusyError
 from service.settings import Settings
 from service.storage.postgres.pool import application_name
 from service.storage.postgres.schema import BOOKINGS_LOCK, LOCK_CLASS, connect, schema_lock

@@ -3,7 +3,7 @@
 `BookingStore` holds the schedule rules and the SQL (with `?` placeholders); a
 `BookingDatabase` supplies connections and transactions, and makes the booking
 transaction exclusive, which is what rules out double booking. PostgreSQL's
-implementation is in `booking_pg`.
+implementation is in `bookings.postgres`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A deterministic chat model for running the agent without a network or an API key.
 
 It behaves like a tool-calling LLM (streams tokens, emits tool calls for bound
-tools) but decides with rules from `offline_dialogue`, so load tests and local
+tools) but decides with rules from `offline.dialogue`, so load tests and local
 runs exercise the whole serving path at a predictable cost (`latency_ms`).
 """
 
@@ -25,7 +25,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict
 
-from service.agent.offline_dialogue import Dialogue, Reply
+from service.agent.offline.dialogue import Dialogue, Reply
 from service.settings import Settings
 
 _TOKEN = re.compile(r"\S+\s*|\s+")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from service.agent.booking_db import (
+from service.bookings.sqlite import (
     SQLITE_SCHEMA,
     BookingBusyError,
     BookingDatabase,
@@ -30,7 +30,7 @@ CODE_LENGTH = 6
 MAX_ALTERNATIVES = 3
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
-SCHEMA = SQLITE_SCHEMA  # the SQLite tables; PostgreSQL's are in booking_pg
+SCHEMA = SQLITE_SCHEMA  # the SQLite tables; PostgreSQL's are in bookings.postgres
 
 _COLUMNS = (
     "confirmation_code, service, starts_at, customer_name, contact, status, "
@@ -429,7 +429,7 @@ def open_booking_store(
 ) -> BookingStore:
     """The store for the configured backend: PostgreSQL with CHECKPOINTER=postgres, else SQLite."""
     if settings.checkpointer == "postgres":
-        from service.agent.booking_pg import PostgresBookingDatabase
+        from service.bookings.postgres import PostgresBookingDatabase
 
         database = PostgresBookingDatabase(settings.database_url, settings)
         return BookingStore(None, settings, now=now, database=database)

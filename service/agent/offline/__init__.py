@@ -1,0 +1,1 @@
+"""The offline model: deterministic Spanish/English booking dialogue, no network."""

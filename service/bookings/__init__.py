@@ -1,0 +1,1 @@
+"""The booking domain (services, slots, codes) and its two databases."""
