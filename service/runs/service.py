@@ -145,6 +145,11 @@ async def _unless_gone(step: Coroutine[Any, Any, Any], client_gone: ClientGone |
     gone = asyncio.ensure_future(client_gone())
     try:
         await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        # The request itself is cancelled: the step must not go on (and take the thread) alone.
+        work.cancel()
+        await asyncio.gather(work, return_exceptions=True)
+        raise
     finally:
         gone.cancel()
     if not work.done() or work.cancelled():

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.observability.support import scrape
 from tests.support.server import ServerProcess
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.backends("sqlite")]
@@ -190,10 +191,5 @@ def test_read_timeouts_are_counted(srv: ServerProcess) -> None:
     sock = connect(srv)
     sock.sendall(b"GET /ok HTTP/1.1\r\n")
     read_until_closed(sock)
-    text = httpx.get(f"{srv.base_url}/metrics").text
-    counted = [
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith('booking_agent_http_read_timeouts_total{phase="headers"}')
-    ]
-    assert counted and counted[0] >= 1
+    timeouts = scrape(srv.base_url).total("booking_agent_http_read_timeouts_total", phase="headers")
+    assert timeouts >= 1

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.observability.support import scrape
 from tests.support.booking import booking_text
 from tests.support.server import ServerProcess
 
@@ -82,11 +83,7 @@ def settled_messages(srv: ServerProcess, thread_id: str, wait_s: float = 4 * LAT
 
 
 def counter(srv: ServerProcess, action: str) -> float:
-    wanted = f'booking_agent_run_client_disconnects_total{{action="{action}"}}'
-    for line in httpx.get(f"{srv.base_url}/metrics").text.splitlines():
-        if line.startswith(wanted):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return scrape(srv.base_url).total("booking_agent_run_client_disconnects_total", action=action)
 
 
 def booked_codes(srv: ServerProcess) -> set[str]:
