@@ -50,7 +50,7 @@ def on_starting(server) -> None:
         stale.unlink(missing_ok=True)
 
     from service.bootstrap import prepare_storage
-    from service.logging_setup import configure_logging
+    from service.observability.logs import configure_logging
 
     configure_logging(settings.log_level)
     prepare_storage(settings)
@@ -63,13 +63,13 @@ def on_starting(server) -> None:
 
 
 def post_worker_init(worker) -> None:
-    from service.logging_setup import configure_logging
+    from service.observability.logs import configure_logging
 
     configure_logging(settings.log_level)
 
 
 def child_exit(server, worker) -> None:
     """A worker is gone: drop its live gauges, keep its counters."""
-    from service.metrics import mark_worker_dead
+    from service.observability.metrics import mark_worker_dead
 
     mark_worker_dead(worker.pid)

@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service import metrics
 from service.agent.graph import build_graph
 from service.agent.model import build_model
 from service.agent.tools import build_tools
@@ -25,10 +24,12 @@ from service.api.deps import AppState
 from service.api.errors import install_error_handlers
 from service.api.middleware import HttpMetrics, RequestLimits
 from service.bookings.store import open_booking_store
-from service.runs.service import RunService
+from service.observability import metrics
+from service.observability.telemetry import set_build_info
+from service.runs.lifecycle import RunService
 from service.settings import Settings, get_settings
 from service.storage import open_persistence
-from service.telemetry import set_build_info
+from service.storage.sqlite.driver import DRIVER_NAME, SQLITE_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runs=RunService(graph, persistence, settings),
         extra={"bookings": bookings},
     )
-    set_build_info(persistence.backend)
+    set_build_info(persistence.backend, SQLITE_VERSION, DRIVER_NAME)
     # What start-up built lives as long as the worker: move it out of the collector's
     # way, so that a full collection walks only what the turns create (without this,
     # one took 200 ms of a busy worker's event loop).

@@ -19,7 +19,7 @@ from langchain_core.tools import BaseTool, InjectedToolCallId, tool
 
 from service import side_effects
 from service.bookings.store import WEEKDAYS, BookingError, BookingStore
-from service.metrics import TOOL_CALLS
+from service.observability.metrics import TOOL_CALLS
 from service.settings import Settings
 
 _TIME = re.compile(r"^\s*([01]?\d|2[0-3])[:.h]([0-5]\d)\s*$")

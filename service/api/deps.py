@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Request
 from langgraph.graph.state import CompiledStateGraph
 
-from service.runs.service import RunService
+from service.runs.lifecycle import RunService
 from service.schemas.validation import ID_PATTERN
 from service.settings import Settings
 from service.storage.base import Persistence

@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from service.runs.service import (
+from service.runs.lifecycle import (
     ClientGoneError,
     RunInputError,
     RunTimeoutError,

@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import metrics
+from service.observability import metrics
 
 
 class RequestLimits:

@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from service import __version__, telemetry
+from service import __version__
 from service.api.auth import Caller, require_metrics_access
 from service.api.deps import State
+from service.observability import telemetry
 from service.storage.sqlite.driver import DRIVER_NAME, SQLITE_VERSION, has_wal_reset_bug
 
 router = APIRouter(tags=["system"])

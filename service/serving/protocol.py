@@ -16,7 +16,7 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from service import metrics
+from service.observability import metrics
 from service.settings import get_settings
 
 

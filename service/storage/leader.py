@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from service import metrics
+from service.observability import metrics
 from service.storage.locks import locked_by_another_process, try_record_lock
 
 log = logging.getLogger(__name__)

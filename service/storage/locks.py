@@ -28,7 +28,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Protocol
 
-from service import metrics
+from service.observability import metrics
 
 _OFFSET_MASK = (1 << 62) - 1
 _POLL_START_S = 0.001

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from service import __version__
-from service.metrics import CHECKPOINT_OPERATIONS
+from service.observability.metrics import CHECKPOINT_OPERATIONS
 from tests.observability.support import (
     GREETING,
     RUNS_ROUTE,

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from service.bookings.store import BookingStore
-from service.cli import main
+from service.ops.cli import main
 from service.ops.migrate import EXIT_ERROR, EXIT_MISMATCH, EXIT_OK
 from service.settings import Settings
 from service.storage.postgres.pool import new_pool

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from service import metrics
+from service.observability import metrics
 from service.settings import Settings
 from service.storage.errors import StorageUnavailableError
 from service.storage.locks import ThreadBusyError, ThreadWaitTimeoutError

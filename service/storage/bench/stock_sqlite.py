@@ -31,7 +31,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from service import metrics
+from service.observability import metrics
 from service.settings import Settings
 from service.storage.base import IfExists, PruneStrategy, ThreadRecord
 from service.storage.errors import ThreadExistsError

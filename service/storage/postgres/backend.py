@@ -13,7 +13,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from service import metrics
+from service.observability import metrics
 from service.settings import Settings
 from service.storage.base import IfExists, PruneStrategy, ThreadRecord
 from service.storage.errors import ThreadExistsError

@@ -20,7 +20,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from service import metrics
+from service.observability import metrics
 from service.settings import Settings
 from service.storage.leader import lead_and_sweep, timed_sweep
 from service.storage.postgres.guard import advisory_key

@@ -40,7 +40,7 @@ from psycopg import AsyncCursor
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from service import metrics
+from service.observability import metrics
 from service.storage.errors import StorageUnavailableError
 from service.storage.postgres.pool import pooled, storage_error
 

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from service import metrics
+from service.observability import metrics
 from service.settings import Settings
 from service.storage.base import IfExists, PruneStrategy, ThreadRecord
 from service.storage.errors import StorageUnavailableError, ThreadExistsError

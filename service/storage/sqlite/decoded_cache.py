@@ -25,7 +25,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage
 from langgraph.checkpoint.base import Checkpoint
 
-from service import metrics
+from service.observability import metrics
 
 _SCALARS = (str, int, float, bool, bytes, type(None), uuid.UUID, dt.datetime, dt.date)
 

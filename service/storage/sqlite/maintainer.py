@@ -8,7 +8,7 @@ import logging
 import threading
 from pathlib import Path
 
-from service import metrics
+from service.observability import metrics
 from service.settings import Settings
 from service.storage.leader import FileLeaderLock, lead_and_sweep, timed_sweep
 from service.storage.locks import ThreadGuard

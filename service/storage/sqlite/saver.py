@@ -52,7 +52,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.utils import load_pending_writes, pending_writes_sql
 
-from service import metrics
+from service.observability import metrics
 from service.settings import Settings
 from service.storage.errors import StorageBusyError, StorageUnavailableError
 from service.storage.records import check_prune_strategy, utcnow_iso

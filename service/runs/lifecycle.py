@@ -26,7 +26,8 @@ from typing import Any
 from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
 
-from service import metrics, side_effects
+from service import side_effects
+from service.observability import metrics
 from service.schemas.models import RunCreate
 from service.settings import Settings
 from service.storage.base import Persistence

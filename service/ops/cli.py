@@ -9,7 +9,7 @@ from pathlib import Path
 
 from service.settings import SettingsError, load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cmd_serve(_: argparse.Namespace) -> int:
@@ -23,7 +23,7 @@ def cmd_serve(_: argparse.Namespace) -> int:
 
 def cmd_init_db(_: argparse.Namespace) -> int:
     from service.bootstrap import prepare_storage
-    from service.logging_setup import configure_logging
+    from service.observability.logs import configure_logging
 
     settings = load_settings()
     configure_logging(settings.log_level)

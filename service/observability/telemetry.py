@@ -4,26 +4,32 @@ from __future__ import annotations
 
 import platform
 from importlib.metadata import version
+from typing import Protocol
 
-from service import __version__, metrics
-from service.storage.base import Persistence
-from service.storage.sqlite.driver import DRIVER_NAME, SQLITE_VERSION
+from service import __version__
+from service.observability import metrics
 
 
-def set_build_info(backend: str) -> None:
+class GaugeSource(Protocol):
+    """A storage backend, as far as the scrape is concerned."""
+
+    def refresh_gauges(self) -> None: ...
+
+
+def set_build_info(backend: str, sqlite_version: str, sqlite_driver: str) -> None:
     """Called once per worker at start: build info, and zero series for rare events."""
     metrics.BUILD_INFO.labels(
         version=__version__,
         langgraph=version("langgraph"),
-        sqlite=SQLITE_VERSION,
-        sqlite_driver=DRIVER_NAME,
+        sqlite=sqlite_version,
+        sqlite_driver=sqlite_driver,
         backend=backend,
         python=platform.python_version(),
     ).set(1)
     metrics.init_series(backend)
 
 
-def scrape(persistence: Persistence) -> tuple[bytes, str]:
+def scrape(persistence: GaugeSource) -> tuple[bytes, str]:
     """Fresh storage readings (each backend its own), then the text summed over all workers.
 
     Blocking (a backend may wait for its reader connection): call it off the event loop.

@@ -1,0 +1,1 @@
+"""Metrics, the scrape, and logging: what every layer reports through."""
