@@ -25,14 +25,14 @@ from service.settings import Settings
 _TIME = re.compile(r"^\s*([01]?\d|2[0-3])[:.h]([0-5]\d)\s*$")
 
 
-def parse_date(value: str) -> dt.date:
+def parse_iso_date(value: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value.strip())
     except ValueError:
         raise BookingError(f"Invalid date {value!r}; use YYYY-MM-DD, e.g. 2025-06-03.") from None
 
 
-def parse_time(value: str) -> dt.time:
+def parse_iso_time(value: str) -> dt.time:
     match = _TIME.match(value)
     if not match:
         raise BookingError(f"Invalid time {value!r}; use 24-hour HH:MM, e.g. 15:30.")
@@ -96,7 +96,7 @@ def build_tools(store: BookingStore, settings: Settings) -> list[BaseTool]:
         """
 
         def run() -> dict[str, Any]:
-            day = parse_date(date)
+            day = parse_iso_date(date)
             name = store.resolve_service(service) if service else None
             result: dict[str, Any] = {
                 "date": day.isoformat(),
@@ -143,7 +143,7 @@ def build_tools(store: BookingStore, settings: Settings) -> list[BaseTool]:
         """
 
         def run() -> dict[str, Any]:
-            starts_at = dt.datetime.combine(parse_date(date), parse_time(time))
+            starts_at = dt.datetime.combine(parse_iso_date(date), parse_iso_time(time))
             side_effects.begin()
             result = store.book(
                 service, starts_at, customer_name, contact, idempotency_key=tool_call_id

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from service.api.assistants import known_assistant
@@ -31,6 +31,7 @@ def _check_request(body: RunCreate, state: State) -> None:
 @router.post(
     "/wait",
     operation_id="run_wait",
+    response_model=dict[str, Any],
     responses={
         404: {"description": "Unknown thread or assistant"},
         409: {"description": "Thread busy (reject) or enqueue wait timed out"},
@@ -40,7 +41,7 @@ def _check_request(body: RunCreate, state: State) -> None:
 )
 async def run_wait(
     thread_id: ThreadId, body: RunCreate, state: State, caller: Caller, request: Request
-) -> dict[str, Any]:
+) -> Response:
     """Run one turn and return the thread's final values."""
     _check_request(body, state)
     execution = await state.runs.start(thread_id, body, caller.owner, client_gone(request))

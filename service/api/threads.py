@@ -125,8 +125,8 @@ async def prune_threads(body: ThreadPrune, state: State, caller: Caller) -> dict
     return {"pruned_count": pruned}
 
 
-@router.get("/{thread_id}", operation_id="get_thread")
-async def get_thread(thread_id: ThreadId, state: State, caller: Caller) -> dict[str, Any]:
+@router.get("/{thread_id}", operation_id="get_thread", response_model=dict[str, Any])
+async def get_thread(thread_id: ThreadId, state: State, caller: Caller) -> Response:
     record = await owned_thread(state, caller, thread_id)
     snapshot = await state.graph.aget_state(_config(thread_id))
     interrupts = {task.id: to_jsonable(list(task.interrupts)) for task in snapshot.tasks}
@@ -150,16 +150,20 @@ async def delete_thread(thread_id: ThreadId, state: State, caller: Caller) -> Re
     return Response(status_code=204)
 
 
-@router.get("/{thread_id}/state", operation_id="get_thread_state")
-async def get_state(thread_id: ThreadId, state: State, caller: Caller) -> dict[str, Any]:
+@router.get("/{thread_id}/state", operation_id="get_thread_state", response_model=dict[str, Any])
+async def get_state(thread_id: ThreadId, state: State, caller: Caller) -> Response:
     await owned_thread(state, caller, thread_id)
     return json_response(snapshot_to_state(await state.graph.aget_state(_config(thread_id))))
 
 
-@router.post("/{thread_id}/history", operation_id="get_thread_history")
+@router.post(
+    "/{thread_id}/history",
+    operation_id="get_thread_history",
+    response_model=list[dict[str, Any]],
+)
 async def get_history(
     thread_id: ThreadId, body: HistoryRequest, state: State, caller: Caller
-) -> list[dict[str, Any]]:
+) -> Response:
     await owned_thread(state, caller, thread_id)
     before = body.before_id()
     history = state.graph.aget_state_history(
