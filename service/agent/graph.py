@@ -53,12 +53,12 @@ def add_conversation_messages(left: Any, right: Any) -> Any:
     LangGraph.
     """
     incoming = right if isinstance(right, list) else [right]
-    claimed = [m for m in incoming if _is_human(m) and _message_id(m)]
-    if claimed and left:
-        written = {m.id for m in left if not isinstance(m, HumanMessage) and m.id}
-        if any(_message_id(m) in written for m in claimed):
-            incoming = [_fresh_id(m) if _message_id(m) in written else m for m in incoming]
-            right = incoming
+    claimed = {_message_id(m) for m in incoming if _is_human(m)} - {None}
+    written = {m.id for m in left if not isinstance(m, HumanMessage)} if claimed else set()
+    if claimed & written:
+        right = [
+            _fresh_id(m) if _is_human(m) and _message_id(m) in written else m for m in incoming
+        ]
     return add_messages(left, right)
 
 

@@ -80,6 +80,12 @@ def test_a_user_message_never_takes_a_written_messages_id() -> None:
         assert merged[4].content == "hi" and merged[4].id not in {"h1", "a1", "t1", "a2"}
     edited = add_conversation_messages(history, [{"role": "user", "content": "new", "id": "h1"}])
     assert edited[0].content == "new" and len(edited) == 4
+    # Only the user message is renamed: a service message beside it keeps its id.
+    mixed = add_conversation_messages(
+        history, [{"role": "user", "content": "hi", "id": "a2"}, AIMessage("edit", id="a2")]
+    )
+    assert [m.id for m in mixed].count("a2") == 1
+    assert next(m for m in mixed if m.id == "a2").content == "edit"
 
 
 def test_the_ledger_never_both_begins_and_stops() -> None:
