@@ -23,7 +23,7 @@ test: venv ## the whole suite, against real multi-worker servers (Docker: make t
 	$(BIN)/python -m pytest -m "not docker"
 
 test-fast: venv
-	$(BIN)/python -m pytest tests/unit tests/persistence
+	$(BIN)/python -m pytest tests/unit tests/storage
 
 lint: venv ## ruff, and the import contracts in pyproject.toml (imports only point down the layers)
 	$(BIN)/ruff check .

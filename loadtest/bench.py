@@ -4,7 +4,7 @@
     python loadtest/bench.py --quick          # 10 users x 2 turns, 1 repeat: a sanity run
     python loadtest/bench.py --scaling        # turns/s at 1 worker vs --scaling-workers
 
-The same closed-loop HTTP workload (loadtest/workload.py) runs against each
+The same closed-loop HTTP workload (loadtest/benchmark/workload.py) runs against each
 configuration on a fresh server: the memory ceiling, the stock AsyncSqliteSaver,
 and ours with durability exit, async and sync. Configurations alternate (A B C …
 A B C …) over the repeats, so ratios stay fair on a noisy machine. Results go to
@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python loadtest/bench.py` too
 
-from loadtest import benchreport
-from loadtest.benchrun import CONFIGS, Config, RunResult, measure
+from loadtest.benchmark import report
+from loadtest.benchmark.runner import CONFIGS, Config, RunResult, measure
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -157,17 +157,17 @@ def compare(args: argparse.Namespace) -> None:
         # A closing ceiling run: every other run then has one before and one after it.
         plan.append((args.config_list[0], {"repeat": args.repeats}))
     runs = _run_all(plan, args)
-    rows = benchreport.summarize(runs)
-    table = benchreport.comparison_table(rows)
-    benchreport.save_runs(out / "bench_runs.csv", runs)
-    benchreport.save_summary(out / "bench.csv", rows)
+    rows = report.summarize(runs)
+    table = report.comparison_table(rows)
+    report.save_runs(out / "bench_runs.csv", runs)
+    report.save_summary(out / "bench.csv", rows)
     sweep_note = ""
     if args.sweep_users:
         print(f"sweep over users {args.sweep_users}:", flush=True)
         sweep_plan = [(c, {"users": u}) for u in args.sweep_users for c in args.sweep_list]
         sweep = _run_all(sweep_plan, args)
-        benchreport.save_runs(out / "bench_sweep.csv", sweep)
-        benchreport.plot_sweep(out / "bench.png", sweep)
+        report.save_runs(out / "bench_sweep.csv", sweep)
+        report.plot_sweep(out / "bench.png", sweep)
         sweep_note = "\n\n![turns/s and p99 against users](bench.png)\n"
     markdown = f"{header}\n\n{table}\n{sweep_note}"
     (out / "bench.md").write_text(markdown + "\n")
@@ -196,8 +196,8 @@ def scaling(args: argparse.Namespace) -> None:
         for w in (1, high)
     ]
     runs = _run_all(plan, args)
-    table = benchreport.scaling_table(runs, 1, high)
-    benchreport.save_runs(args.out / "scaling_runs.csv", runs)
+    table = report.scaling_table(runs, 1, high)
+    report.save_runs(args.out / "scaling_runs.csv", runs)
     (args.out / "scaling.md").write_text(f"{header}\n\n{table}\n")
     print()
     print(table)

@@ -8,7 +8,7 @@ Prints one table per step and exits non-zero when a gate fails: any Locust failu
 (expected 409s of double-texts are not failures), any 5xx, the p95 of conversation
 turns above LOADTEST_P95_MS, or, when it started the server, a database that fails
 `PRAGMA integrity_check`. Reports land in LOADTEST_REPORT_DIR (reports/loadtest).
-Other settings: `loadtest/profile.py`; LOADTEST_WORKERS sets the server's workers.
+Other settings: `loadtest/locust_profile/shape.py`; LOADTEST_WORKERS sets the server's workers.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python loadtest
 
 import httpx
 
-from loadtest import promtext
-from loadtest.profile import Profile, load_profile
-from loadtest.steps import TURN
-from loadtest.tables import fmt, markdown_table, read_csv
+from loadtest.common import promtext
+from loadtest.common.tables import fmt, markdown_table, read_csv
+from loadtest.locust_profile.shape import Profile, load_profile
+from loadtest.locust_profile.steps import TURN
 from tests.support.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ def run_locust(host: str, report_dir: Path, profile: Profile) -> int:
         "-m",
         "locust",
         "-f",
-        str(ROOT / "loadtest" / "locustfile.py"),
+        str(ROOT / "loadtest" / "locust_profile" / "locustfile.py"),
         "--headless",
         "--host",
         host,

@@ -18,18 +18,17 @@ from fastapi import FastAPI
 from service.agent.graph import build_graph
 from service.agent.model import build_model
 from service.agent.tools import build_tools
-from service.api import assistants, runs, system, threads
 from service.api.auth import KeyRing
 from service.api.deps import AppState
 from service.api.errors import install_error_handlers
 from service.api.middleware import HttpMetrics, RequestLimits
+from service.api.routes import assistants, runs, system, threads
 from service.bookings.store import open_booking_store
 from service.observability import metrics
 from service.observability.telemetry import set_build_info
 from service.runs.lifecycle import RunService
 from service.settings import Settings, get_settings
-from service.storage import open_persistence
-from service.storage.sqlite.driver import DRIVER_NAME, SQLITE_VERSION
+from service.storage import open_persistence, sqlite_library
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runs=RunService(graph, persistence, settings),
         extra={"bookings": bookings},
     )
-    set_build_info(persistence.backend, SQLITE_VERSION, DRIVER_NAME)
+    library = sqlite_library()
+    set_build_info(persistence.backend, str(library["version"]), str(library["driver"]))
     # What start-up built lives as long as the worker: move it out of the collector's
     # way, so that a full collection walks only what the turns create (without this,
     # one took 200 ms of a busy worker's event loop).

@@ -6,6 +6,9 @@ import logging
 
 from service.settings import Settings
 from service.storage.base import Persistence
+from service.storage.sqlite.driver import library_facts
+
+__all__ = ["Persistence", "open_persistence", "prepare_checkpoint_storage", "sqlite_library"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,11 @@ def prepare_checkpoint_storage(settings: Settings) -> None:
         from service.storage.sqlite.schema import init_database
 
         init_database(settings.checkpoints_db_path, settings)
+
+
+def sqlite_library() -> dict[str, object]:
+    """The SQLite library this process links, reported whatever the backend."""
+    return library_facts()
 
 
 def open_persistence(settings: Settings) -> Persistence:

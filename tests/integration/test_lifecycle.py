@@ -1,7 +1,7 @@
 """Data lifecycle: linear storage, retention and TTL, one sweeper, bounded WAL, backup.
 
 Linear storage and the single sweeper run on both backends; the WAL, VACUUM and
-backup tests are about the SQLite file (PostgreSQL's sweeps: tests/persistence).
+backup tests are about the SQLite file (PostgreSQL's sweeps: tests/storage).
 """
 
 from __future__ import annotations

@@ -6,12 +6,12 @@ import math
 
 import pytest
 
-from loadtest import promtext
-from loadtest.benchreport import _ratios
-from loadtest.benchrun import RunResult
-from loadtest.profile import load_profile
+from loadtest.benchmark.report import _ratios
+from loadtest.benchmark.runner import RunResult
+from loadtest.common import promtext
+from loadtest.locust_profile.shape import load_profile
+from loadtest.locust_profile.steps import CHECK, TURN, StepRecorder
 from loadtest.run import gates
-from loadtest.steps import CHECK, TURN, StepRecorder
 
 METRICS = """
 # TYPE x_seconds histogram

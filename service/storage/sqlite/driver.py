@@ -55,6 +55,15 @@ def has_wal_reset_bug(version: str) -> bool:
     return not (3, 44, 6) <= v < (3, 45, 0)
 
 
+def library_facts() -> dict[str, object]:
+    """The SQLite library this process links, for /info and the build-info metric."""
+    return {
+        "version": SQLITE_VERSION,
+        "driver": DRIVER_NAME,
+        "wal_reset_bug": has_wal_reset_bug(SQLITE_VERSION),
+    }
+
+
 class AffectedSqliteError(SystemExit):
     """Raised at start when the linked SQLite can corrupt a shared WAL file."""
 

@@ -1,10 +1,11 @@
 """Locust profile: customers hold real booking conversations at 10 → 100 users.
 
-    python -m locust -f loadtest/locustfile.py --headless --host http://127.0.0.1:8000 \
-        --csv reports/loadtest/loadtest --html reports/loadtest/report.html
+    python -m locust -f loadtest/locust_profile/locustfile.py --headless \
+        --host http://127.0.0.1:8000 --csv reports/loadtest/loadtest \
+        --html reports/loadtest/report.html
 
 `python loadtest/run.py` (make loadtest) starts a server, runs this, and applies
-the gates. Settings come from the environment: see `loadtest/profile.py`.
+the gates. Settings come from the environment: see `loadtest/locust_profile/shape.py`.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from typing import Any
 from locust import FastHttpUser, LoadTestShape, between, events, task
 from locust.env import Environment
 
-from loadtest import dialogue
-from loadtest.conversation import Conversation
-from loadtest.profile import load_profile
-from loadtest.steps import StepRecorder
+from loadtest.common import dialogue
+from loadtest.locust_profile.conversation import Conversation
+from loadtest.locust_profile.shape import load_profile
+from loadtest.locust_profile.steps import StepRecorder
 from service.settings import load_settings
 
 PROFILE = load_profile()

@@ -17,9 +17,9 @@ from typing import Any
 import gevent
 from locust.env import Environment
 
-from loadtest import dialogue as d
-from loadtest.profile import Profile
-from loadtest.steps import CHECK, TURN, StepRecorder
+from loadtest.common import dialogue as d
+from loadtest.locust_profile.shape import Profile
+from loadtest.locust_profile.steps import CHECK, TURN, StepRecorder
 
 FLOWS = ("classic", "one_shot", "availability", "two_step")
 FLOW_WEIGHTS = (4, 2, 2, 2)

@@ -1,6 +1,6 @@
 """Cost of the per-thread guard on an uncontended thread (acquire + release), in µs.
 
-python -m loadtest.guard_bench [iterations]
+python -m loadtest.benchmark.guard [iterations]
 """
 
 from __future__ import annotations

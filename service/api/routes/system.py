@@ -13,7 +13,7 @@ from service import __version__
 from service.api.auth import Caller, require_metrics_access
 from service.api.deps import State
 from service.observability import telemetry
-from service.storage.sqlite.driver import DRIVER_NAME, SQLITE_VERSION, has_wal_reset_bug
+from service.storage import sqlite_library
 
 router = APIRouter(tags=["system"])
 
@@ -44,11 +44,7 @@ async def info(state: State, _: Caller) -> dict:
         "version": __version__,
         "langgraph": version("langgraph"),
         "langgraph_checkpoint": version("langgraph-checkpoint"),
-        "sqlite": {
-            "version": SQLITE_VERSION,
-            "driver": DRIVER_NAME,
-            "wal_reset_bug": has_wal_reset_bug(SQLITE_VERSION),
-        },
+        "sqlite": sqlite_library(),
         "pid": os.getpid(),
         "workers": settings.web_concurrency,
         "durability": settings.checkpoint_durability,

@@ -18,8 +18,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 
-from loadtest import dialogue as d
-from loadtest.httpclient import Connection, HttpError
+from loadtest.benchmark.httpclient import Connection, HttpError
+from loadtest.common import dialogue as d
 from service.settings import load_settings
 
 CYCLE = 5

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadtest.tables import percentile, write_csv
+from loadtest.common.tables import percentile, write_csv
 
 TURN = "/threads/[id]/runs/wait"  # the gated request: one normal conversation turn
 CHECK = "CHECK"  # request_type of client-side verification failures (lost turn, ...)

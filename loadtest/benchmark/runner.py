@@ -13,10 +13,11 @@ from typing import Any
 
 import httpx
 
-from loadtest import procstat, promtext
-from loadtest.procstat import CpuAt
-from loadtest.tables import percentile
-from loadtest.workload import WorkloadResult, run_workload, start_time
+from loadtest.benchmark import procstat
+from loadtest.benchmark.procstat import CpuAt
+from loadtest.benchmark.workload import WorkloadResult, run_workload, start_time
+from loadtest.common import promtext
+from loadtest.common.tables import percentile
 from service.storage.sqlite.backend import sqlite_file_sizes
 from tests.support.server import ServerProcess
 

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from loadtest import promtext
-from loadtest.benchrun import CONFIGS, RunResult
-from loadtest.tables import markdown_table, percentile, write_csv
+from loadtest.benchmark.runner import CONFIGS, RunResult
+from loadtest.common import promtext
+from loadtest.common.tables import markdown_table, percentile, write_csv
 
 
 def spread(values: Sequence[float], digits: int = 2) -> str:

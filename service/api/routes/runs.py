@@ -8,12 +8,12 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from service.api.assistants import known_assistant
 from service.api.auth import Caller
 from service.api.deps import State, ThreadId
 from service.api.disconnect import client_gone
 from service.api.encoding import encode, json_response
 from service.api.limits import check_metadata
+from service.api.routes.assistants import known_assistant
 from service.schemas.models import ERROR_RESPONSES, RunCreate
 from service.schemas.validation import quote
 

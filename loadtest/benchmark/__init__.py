@@ -1,0 +1,1 @@
+"""The side-by-side benchmark (entry points: loadtest/bench.py, loadtest/long_conversation.py)."""

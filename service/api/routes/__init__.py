@@ -1,0 +1,1 @@
+"""Thin routers: parse, check ownership, hand the work to runs or storage."""
