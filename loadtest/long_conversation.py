@@ -1,19 +1,23 @@
-"""One long conversation: stored size against the messages' own size, and latency by turn.
+"""One long conversation: stored size against the messages' own size, latency by turn,
+and reading older checkpoints.
 
     python loadtest/long_conversation.py [--turns 100]
 
-For each configuration (no persistence; the stock saver; ours keeping every checkpoint;
-ours without the decoded-checkpoint cache; ours as shipped) it starts a fresh 2-worker
-server, warms it up, and REPEATS times grows a thread to TURNS turns, timing its last
-10 turns interleaved with turns 3 to 12 of a short thread. It reports the bytes stored
-for the long thread, the size of its messages serialized on their own, the ratio, and
-the median turn latency at turn ~5 and at the end.
-Written to reports/bench/long_conversation.md.
+For each configuration (no persistence; the stock saver; ours as shipped, keeping every
+checkpoint; ours without the decoded caches; ours keeping the latest checkpoint only) it
+starts a fresh 2-worker server, warms it up, and REPEATS times grows a thread to TURNS
+turns, timing its last 10 turns interleaved with turns 3 to 12 of a short thread. It
+reports the bytes stored for the long thread, the size of its messages serialized on
+their own, the ratio, the median turn latency at turn ~5 and at the end, and, where every
+checkpoint is kept, the median time to read the state at an older checkpoint
+(`GET /threads/{id}/state/{checkpoint_id}`) against reading the latest state, each read
+right after the other. Written to reports/bench/long_conversation.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import tempfile
@@ -30,12 +34,13 @@ import httpx  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
 
 WARM_UP_TURNS = 20
+READS = 20  # older checkpoints read per measured conversation
 CONFIGS = {
     "memory (no persistence)": {"CHECKPOINTER": "memory"},
     "stock AsyncSqliteSaver (keeps all)": {"CHECKPOINTER": "sqlite-stock"},
-    "ours, retention all": {"CHECKPOINTER": "sqlite", "CHECKPOINT_RETENTION": "all"},
-    "ours, keep_latest, no decoded cache": {"CHECKPOINTER": "sqlite", "CHECKPOINT_CACHE_MB": "0"},
-    "ours, default (keep_latest + cache)": {"CHECKPOINTER": "sqlite"},
+    "ours, keep_latest": {"CHECKPOINTER": "sqlite", "CHECKPOINT_RETENTION": "keep_latest"},
+    "ours, keeps all, no decoded caches": {"CHECKPOINTER": "sqlite", "CHECKPOINT_CACHE_MB": "0"},
+    "ours, default (keeps all + caches)": {"CHECKPOINTER": "sqlite"},
 }
 
 
@@ -53,9 +58,21 @@ def stored_bytes(db: Path, thread_id: str) -> int:
             "SELECT coalesce(sum(length(value)), 0) FROM writes WHERE thread_id = ?",
             (thread_id,),
         ).fetchone()[0]
+        has_links = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'checkpoint_messages'"
+        ).fetchone()
+        links = (
+            conn.execute(
+                "SELECT coalesce(sum(length(messages)), 0) FROM checkpoint_messages "
+                "WHERE thread_id = ?",
+                (thread_id,),
+            ).fetchone()[0]
+            if has_links
+            else 0
+        )
     finally:
         conn.close()
-    return checkpoints + writes
+    return checkpoints + writes + links
 
 
 def message_bytes(values: dict[str, Any]) -> int:
@@ -101,10 +118,32 @@ def paired(http: httpx.Client, turns: int) -> tuple[str, list[float], list[float
     return long_id, early, late, response.json()
 
 
+def timed_get(http: httpx.Client, path: str) -> float:
+    started = time.perf_counter()
+    http.get(path).raise_for_status()
+    return (time.perf_counter() - started) * 1000
+
+
+def older_reads(http: httpx.Client, thread_id: str) -> tuple[list[float], list[float]]:
+    """READS older checkpoints read, each right after a read of the latest state."""
+    history = http.post(f"/threads/{thread_id}/history", json={"limit": 1000})
+    history.raise_for_status()
+    ids = [item["checkpoint"]["checkpoint_id"] for item in history.json()[1:]]
+    if not ids:
+        return [], []
+    latest, older = [], []
+    for checkpoint_id in random.Random(7).sample(ids, min(READS, len(ids))):
+        latest.append(timed_get(http, f"/threads/{thread_id}/state"))
+        older.append(timed_get(http, f"/threads/{thread_id}/state/{checkpoint_id}"))
+    return latest, older
+
+
 def run(name: str, env: dict[str, str], turns: int, repeats: int) -> dict[str, object]:
     """A warm-up conversation, then `repeats` paired measurements; medians of all samples."""
     early: list[float] = []
     late: list[float] = []
+    latest_reads: list[float] = []
+    older: list[float] = []
     each = []
     with tempfile.TemporaryDirectory() as tmp, ServerProcess(Path(tmp), env=env) as srv:
         with httpx.Client(base_url=srv.base_url, timeout=60) as http:
@@ -116,6 +155,13 @@ def run(name: str, env: dict[str, str], turns: int, repeats: int) -> dict[str, o
                 early += short
                 late += long
                 each.append(statistics.median(long) / statistics.median(short))
+                if env.get("CHECKPOINT_RETENTION", "all") == "all" and env["CHECKPOINTER"] in (
+                    "sqlite",
+                    "postgres",
+                ):
+                    at_latest, at_older = older_reads(http, thread_id)
+                    latest_reads += at_latest
+                    older += at_older
         persisted = env.get("CHECKPOINTER") != "memory"
         stored = stored_bytes(srv.db_path, thread_id) if persisted else None
         messages = message_bytes(values)
@@ -129,7 +175,13 @@ def run(name: str, env: dict[str, str], turns: int, repeats: int) -> dict[str, o
         "late_ms": late_ms,
         "late_x": late_ms / early_ms,
         "late_x_each": each,
+        "latest_read_ms": statistics.median(latest_reads) if latest_reads else None,
+        "older_read_ms": statistics.median(older) if older else None,
     }
+
+
+def _ms(value: object) -> str:
+    return f"{value:.1f}" if isinstance(value, float) else "n/a"
 
 
 def _mb(value: object) -> str:
@@ -154,23 +206,27 @@ def main() -> None:
         print(
             f"{name:38s} stored {_mb(row['stored'])}  ratio {_ratio(row['ratio'])}  "
             f"turn ~5 {row['early_ms']:6.1f} ms  last turns {row['late_ms']:6.1f} ms "
-            f"({row['late_x']:.2f}x; each {each})",
+            f"({row['late_x']:.2f}x; each {each}); state read latest "
+            f"{_ms(row['latest_read_ms'])} ms, older {_ms(row['older_read_ms'])} ms",
             flush=True,
         )
     lines = [
         f"{args.turns}-turn conversations, 2 workers, offline model at 0 ms, after a "
         f"{WARM_UP_TURNS}-turn warm-up. {args.repeats} times: a long thread's last 10 turns, "
-        "each right after a short thread's turn 3 to 12 (turn ~5); medians of all samples.",
+        "each right after a short thread's turn 3 to 12 (turn ~5); medians of all samples. "
+        f"State reads: {READS} older checkpoints a conversation, each after a read of the "
+        "latest state.",
         "",
         "| configuration | stored | messages alone | stored / messages | turn ~5 ms "
-        "| last turns ms | last / ~5 |",
-        "| --- | --: | --: | --: | --: | --: | --: |",
+        "| last turns ms | last / ~5 | latest state ms | older checkpoint ms |",
+        "| --- | --: | --: | --: | --: | --: | --: | --: | --: |",
     ]
     for row in rows:
         lines.append(
             f"| {row['configuration']} | {_mb(row['stored'])} | "
             f"{row['messages'] / 1e6:.3f} MB | {_ratio(row['ratio'])} | {row['early_ms']:.1f} | "
-            f"{row['late_ms']:.1f} | {row['late_x']:.2f}x |"
+            f"{row['late_ms']:.1f} | {row['late_x']:.2f}x | {_ms(row['latest_read_ms'])} | "
+            f"{_ms(row['older_read_ms'])} |"
         )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "long_conversation.md").write_text("\n".join(lines) + "\n")

@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     sqlite_loop_first: bool = True
 
     # --- data lifecycle --------------------------------------------------------------
-    checkpoint_retention: str = "keep_latest"
+    checkpoint_retention: str = "all"
     checkpoint_cache_mb: int = Field(4, ge=0, le=4096)
     thread_ttl_days: float = Field(30.0, ge=0)
     maintenance_interval_s: float = Field(60.0, gt=0, le=86_400)

@@ -1,8 +1,8 @@
 """`python -m service migrate`: copy every thread from SQLite to PostgreSQL, then verify.
 
-Each thread goes over in one PostgreSQL transaction: its checkpoints (re-split
-into the PostgreSQL saver's checkpoint row plus channel blobs), its pending
-writes (byte for byte), its `threads` record, and a row in
+Each thread goes over in one PostgreSQL transaction: its message links (byte for
+byte), its checkpoints (re-split into the PostgreSQL saver's checkpoint row plus
+channel blobs), its pending writes (byte for byte), its `threads` record, and a row in
 `service_migrated_threads` that remembers what was copied. A second run skips
 every thread whose source has not changed since and copies the rest again, so
 the command is resumable after any interruption and idempotent; inserts use
@@ -26,10 +26,12 @@ from tqdm import tqdm
 
 from service.bookings.postgres import PostgresBookingDatabase
 from service.settings import Settings
+from service.storage.postgres.links import INSERT_LINK_SQL
 from service.storage.postgres.pool import new_pool
 from service.storage.postgres.saver import PostgresCheckpointer, split_checkpoint
 from service.storage.postgres.schema import init_postgres
 from service.storage.sqlite.driver import sqlite3
+from service.storage.sqlite.saver import SqliteCheckpointer
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -47,9 +49,14 @@ CREATE TABLE IF NOT EXISTS service_migrated_threads (
 """
 INSERT_CHECKPOINT_SQL = """
 INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
-    checkpoint, metadata)
-VALUES (%s, %s, %s, %s, %s::jsonb, %s::jsonb)
+    checkpoint, metadata, messages_head)
+VALUES (%s, %s, %s, %s, %s::jsonb, %s::jsonb, %s)
 ON CONFLICT DO NOTHING
+"""
+SOURCE_LINKS_SQL = """
+SELECT checkpoint_ns, link_id, prev_id, count, depth, since_snapshot, snapshot_bytes, type,
+    messages
+FROM checkpoint_messages WHERE thread_id = ? ORDER BY depth, link_id
 """
 INSERT_WRITE_SQL = """
 INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path,
@@ -72,7 +79,13 @@ ON CONFLICT (thread_id) DO UPDATE SET source = EXCLUDED.source,
 """
 FORGET_SQL = tuple(
     f"DELETE FROM {table} WHERE thread_id = %s"
-    for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes", "threads")
+    for table in (
+        "checkpoints",
+        "checkpoint_blobs",
+        "checkpoint_writes",
+        "checkpoint_messages",
+        "threads",
+    )
 )
 APPOINTMENT_COLUMNS = (
     "confirmation_code, service, starts_at, customer_name, contact, status, "
@@ -168,9 +181,15 @@ class Migration:
         async with conn.transaction():
             for sql in FORGET_SQL:  # a changed source thread is copied anew, whole
                 await conn.execute(sql, (thread_id,))
+            # Message links go over byte for byte, before the checkpoints naming them.
+            rows = self.src.execute(SOURCE_LINKS_SQL, (thread_id,))
+            while batch := rows.fetchmany(self.batch_size):
+                async with conn.cursor() as cur:
+                    await cur.executemany(INSERT_LINK_SQL, [(thread_id, *row) for row in batch])
             rows = self.src.execute(
                 "SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, "
-                "metadata FROM checkpoints WHERE thread_id = ? ORDER BY checkpoint_id",
+                "metadata, messages_head FROM checkpoints WHERE thread_id = ? "
+                "ORDER BY checkpoint_id",
                 (thread_id,),
             )
             while batch := rows.fetchmany(self.batch_size):
@@ -205,14 +224,14 @@ class Migration:
     ) -> None:
         assert self.saver is not None
         checkpoints, blobs = [], []
-        for ns, checkpoint_id, parent_id, type_, payload, metadata in batch:
+        for ns, checkpoint_id, parent_id, type_, payload, metadata, head in batch:
             checkpoint = self.saver.serde.loads_typed((type_, payload))
             inline, values = split_checkpoint(checkpoint)
             versions = {k: v for k, v in checkpoint["channel_versions"].items() if k in values}
             blobs.extend(self.saver._dump_blobs(thread_id, ns, values, versions))
             meta = metadata.decode("utf-8") if isinstance(metadata, bytes) else metadata
             checkpoints.append(
-                (thread_id, ns, checkpoint_id, parent_id, json.dumps(inline), meta or "{}")
+                (thread_id, ns, checkpoint_id, parent_id, json.dumps(inline), meta or "{}", head)
             )
         async with conn.cursor() as cur:
             if blobs:
@@ -272,8 +291,6 @@ class Migration:
 
     async def _compare_states(self, ids: list[str], sample: int) -> list[str]:
         """The latest root checkpoint of sampled threads, loaded through both savers."""
-        from service.storage.sqlite.saver import SqliteCheckpointer
-
         assert self.saver is not None
         problems = []
         reader = SqliteCheckpointer(self.source, self.settings)

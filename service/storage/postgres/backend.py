@@ -52,7 +52,10 @@ class PostgresPersistence:
         self.pool = new_pool(settings, "checkpoints")
         self.lock_pool = new_pool(settings, "guard", url=lock_url, min_size=0, reset=unlock_all)
         self.checkpointer = PostgresCheckpointer(
-            self.pool, keep_last=settings.keep_last_checkpoints, retry_after_s=retry
+            self.pool,
+            keep_last=settings.keep_last_checkpoints,
+            retry_after_s=retry,
+            link_cache_bytes=settings.checkpoint_cache_mb * 1024 * 1024,
         )
         self.guard = PostgresAdvisoryGuard(self.lock_pool, lock_url, retry_after_s=retry)
         self.maintenance = PostgresMaintenance(settings, self.pool, lock_url)

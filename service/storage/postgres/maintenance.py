@@ -24,6 +24,7 @@ from service.observability import metrics
 from service.settings import Settings
 from service.storage.leader import lead_and_sweep, timed_sweep
 from service.storage.postgres.guard import advisory_key
+from service.storage.postgres.links import COLLECT_SQL
 from service.storage.postgres.pool import connection_kwargs
 from service.storage.postgres.saver import COMPACT_SQL
 from service.storage.postgres.schema import LEADER_LOCK, LOCK_CLASS
@@ -44,7 +45,7 @@ RETURNING thread_id
 """
 DELETE_ROWS_SQL = tuple(
     f"DELETE FROM {table} WHERE thread_id = %s"
-    for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
+    for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_messages")
 )
 NEXT_THREADS_SQL = "SELECT thread_id FROM threads WHERE thread_id > %s ORDER BY thread_id LIMIT %s"
 OVER_RETENTION_SQL = """
@@ -93,6 +94,7 @@ async def compact_thread(conn: AsyncConnection[Any], thread_id: str, keep: int) 
         if not await _thread_locked(conn, thread_id):
             return False
         await conn.execute(COMPACT_SQL, {"thread_id": thread_id, "skip": keep - 1})
+        await conn.execute(COLLECT_SQL, {"thread_id": thread_id})
     return True
 
 

@@ -20,6 +20,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from time import perf_counter
 from typing import Any, TypeVar
 
@@ -32,27 +33,38 @@ from langgraph.checkpoint.base import (
     CheckpointTuple,
     DeltaChannelHistory,
     SerializerProtocol,
+    get_checkpoint_id,
     get_serializable_checkpoint_metadata,
 )
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.postgres.base import SELECT_SQL as STOCK_SELECT_SQL
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from psycopg import AsyncCursor
+from psycopg.errors import ForeignKeyViolation
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from service.observability import metrics
+from service.storage import message_chain
 from service.storage.errors import StorageUnavailableError
+from service.storage.postgres import links
 from service.storage.postgres.pool import pooled, storage_error
 
 T = TypeVar("T")
 BACKEND = "postgres"
 
+# The stock query, with each checkpoint's head link and the ids of its chain.
+SELECT_SQL = STOCK_SELECT_SQL.replace(
+    "    metadata,\n", "    metadata,\n    messages_head,\n" + links.CHAIN_IDS_COLUMN, 1
+)
+assert SELECT_SQL != STOCK_SELECT_SQL, "langgraph-checkpoint-postgres changed its SELECT_SQL"
 INSERT_CHECKPOINT_SQL = """
 INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
-    checkpoint, metadata)
-VALUES (%s, %s, %s, %s, %s::jsonb, %s::jsonb)
+    checkpoint, metadata, messages_head)
+VALUES (%s, %s, %s, %s, %s::jsonb, %s::jsonb, %s)
 ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
-DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata
+DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata,
+    messages_head = EXCLUDED.messages_head
 """
 THREAD_TOUCH_SQL = """
 INSERT INTO threads (thread_id) VALUES (%s)
@@ -92,8 +104,15 @@ WHERE b.thread_id = %(thread_id)s AND b.checkpoint_ns = ''
 """
 DELETE_THREAD_SQL = tuple(
     f"DELETE FROM {table} WHERE thread_id = %s"
-    for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes", "threads")
+    for table in (
+        "checkpoints",
+        "checkpoint_blobs",
+        "checkpoint_writes",
+        "checkpoint_messages",
+        "threads",
+    )
 )
+RUN_THREADS_SQL = "SELECT DISTINCT thread_id FROM checkpoints WHERE metadata ->> 'run_id' = ANY(%s)"
 _RUN_IDS = "metadata ->> 'run_id' = ANY(%s)"
 DELETE_FOR_RUNS_SQL = (
     "DELETE FROM checkpoint_writes w USING checkpoints c "
@@ -102,11 +121,12 @@ DELETE_FOR_RUNS_SQL = (
     f"DELETE FROM checkpoints WHERE {_RUN_IDS}",
 )
 COPY_THREAD_SQL = (
+    links.COPY_LINKS_SQL,
     """
     INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
-        type, checkpoint, metadata)
+        type, checkpoint, metadata, messages_head)
     SELECT %(target)s, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint,
-        metadata
+        metadata, messages_head
     FROM checkpoints WHERE thread_id = %(source)s
     ON CONFLICT DO NOTHING
     """,
@@ -154,6 +174,7 @@ class PostgresCheckpointer(AsyncPostgresSaver):
     """AsyncPostgresSaver on a pool, with thread touch, inline retention and metrics."""
 
     backend = BACKEND
+    SELECT_SQL = SELECT_SQL
 
     def __init__(
         self,
@@ -162,10 +183,13 @@ class PostgresCheckpointer(AsyncPostgresSaver):
         keep_last: int | None = None,
         retry_after_s: int = 1,
         serde: SerializerProtocol | None = None,
+        link_cache_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         super().__init__(pool, serde=serde)
         self.pool = pool
         self.keep_last = keep_last
+        self.chains = message_chain.ChainMemo()
+        self.links = message_chain.LinkCache(link_cache_bytes)
         self.retry_after_s = retry_after_s
         self._op_seconds = {
             op: metrics.CHECKPOINT_OP_SECONDS.labels(operation=op, backend=BACKEND)
@@ -215,7 +239,35 @@ class PostgresCheckpointer(AsyncPostgresSaver):
 
     # --- reads --------------------------------------------------------------------------
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await self.timed("get", super().aget_tuple(config))
+        return await self.timed("get", self._get_tuple(config))
+
+    async def _get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """The stock read, with the checkpoint's messages from its links."""
+        thread_id = str(config["configurable"]["thread_id"])
+        checkpoint_ns = config["configurable"].get("checkpoint_ns", "")
+        checkpoint_id = get_checkpoint_id(config)
+        if checkpoint_id:
+            args: tuple[Any, ...] = (thread_id, checkpoint_ns, checkpoint_id)
+            where = "WHERE thread_id = %s AND checkpoint_ns = %s AND checkpoint_id = %s"
+        else:
+            args = (thread_id, checkpoint_ns)
+            where = (
+                "WHERE thread_id = %s AND checkpoint_ns = %s ORDER BY checkpoint_id DESC LIMIT 1"
+            )
+        async with self._cursor() as cur:
+            await cur.execute(self.SELECT_SQL + where, args, binary=True)
+            value = await cur.fetchone()
+            if value is None:
+                return None
+            await self._migrate_old_sends(cur, [value])
+            chains = await links.attach_messages(cur, [value], self.serde, self.links)
+        found = await self._load_checkpoint_tuple(value)
+        chain = chains.get(value["checkpoint_id"])
+        if chain is not None:
+            message_chain.restore(found.checkpoint, chain.messages)
+            remembered = replace(chain, messages=list(chain.messages), latest=not checkpoint_id)
+            self.chains.put(thread_id, checkpoint_ns, remembered)
+        return found
 
     async def alist(
         self,
@@ -225,14 +277,60 @@ class PostgresCheckpointer(AsyncPostgresSaver):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        async def collect() -> list[CheckpointTuple]:
-            found = super(PostgresCheckpointer, self).alist(
-                config, filter=filter, before=before, limit=limit
-            )
-            return [item async for item in found]
-
-        for item in await self.timed("list", collect()):
+        for item in await self.timed("list", self._list(config, filter, before, limit)):
             yield item
+
+    async def _list(
+        self,
+        config: RunnableConfig | None,
+        filter: dict[str, Any] | None,
+        before: RunnableConfig | None,
+        limit: int | None,
+    ) -> list[CheckpointTuple]:
+        """The stock listing (newest first), each checkpoint with its messages; a link
+        shared by several checkpoints is decoded once."""
+        where, args = self._search_where(config, filter, before)
+        query = self.SELECT_SQL + where + " ORDER BY checkpoint_id DESC"
+        params = list(args)
+        if limit is not None:
+            query += " LIMIT %s"
+            params.append(int(limit))
+        cache = self.links if self.links.max_bytes else message_chain.LinkCache(1 << 62)
+        async with self._cursor() as cur:
+            await cur.execute(query, params, binary=True)
+            values = await cur.fetchall()
+            if not values:
+                return []
+            await self._migrate_old_sends(cur, values)
+            chains = await links.attach_messages(cur, values, self.serde, cache)
+        found = []
+        for value in values:
+            item = await self._load_checkpoint_tuple(value)
+            chain = chains.get(value["checkpoint_id"])
+            if chain is not None:
+                message_chain.restore(item.checkpoint, chain.messages)
+            found.append(item)
+        return found
+
+    async def _migrate_old_sends(self, cur: AsyncCursor[DictRow], values: list[DictRow]) -> None:
+        """Checkpoints of format < 4 keep pending sends in their parent's writes (stock)."""
+        to_migrate = [v for v in values if v["checkpoint"]["v"] < 4 and v["parent_checkpoint_id"]]
+        if not to_migrate:
+            return
+        await cur.execute(
+            self.SELECT_PENDING_SENDS_SQL,
+            (values[0]["thread_id"], [v["parent_checkpoint_id"] for v in to_migrate]),
+        )
+        by_parent: dict[str, list[DictRow]] = {}
+        for value in to_migrate:
+            by_parent.setdefault(value["parent_checkpoint_id"], []).append(value)
+        async for sends in cur:
+            for value in by_parent.get(sends["checkpoint_id"], []):
+                if value["channel_values"] is None:
+                    value["channel_values"] = []
+                self._migrate_pending_sends(
+                    sends["sends"], value["checkpoint"], value["channel_values"]
+                )
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
@@ -261,37 +359,60 @@ class PostgresCheckpointer(AsyncPostgresSaver):
         configurable = config["configurable"]
         thread_id = str(configurable["thread_id"])
         checkpoint_ns = configurable.get("checkpoint_ns", "")
-        inline, blob_values = split_checkpoint(checkpoint)
+        parent_id = configurable.get("checkpoint_id")
+        stored, messages = message_chain.split(checkpoint)
+        parent = None
+        if messages is not None:
+            parent = self.chains.get(thread_id, checkpoint_ns, parent_id)
+            if parent is None and parent_id:
+                parent = await self._parent_chain(thread_id, checkpoint_ns, parent_id)
+        inline, blob_values = split_checkpoint(stored)
         blob_versions = {k: v for k, v in new_versions.items() if k in blob_values}
-        blobs = (
-            await asyncio.to_thread(
-                self._dump_blobs, thread_id, checkpoint_ns, blob_values, blob_versions
-            )
-            if blob_versions
-            else []
-        )
+
+        def encode() -> tuple[list[Any], message_chain.Link | None]:
+            blobs = self._dump_blobs(thread_id, checkpoint_ns, blob_values, blob_versions)
+            if messages is None:
+                return blobs, None
+            return blobs, message_chain.link_for(messages, parent, self.serde)
+
+        blobs, link = await asyncio.to_thread(encode)
         body = json.dumps(inline)
         meta = json.dumps(get_serializable_checkpoint_metadata(config, metadata))
-        async with self._cursor(pipeline=True) as cur:
-            if blobs:
-                await cur.executemany(self.UPSERT_CHECKPOINT_BLOBS_SQL, blobs)
-            await cur.execute(
-                INSERT_CHECKPOINT_SQL,
-                (
-                    thread_id,
-                    checkpoint_ns,
-                    checkpoint["id"],
-                    configurable.get("checkpoint_id"),
-                    body,
-                    meta,
-                ),
+        try:
+            await self._write(
+                thread_id,
+                checkpoint_ns,
+                checkpoint["id"],
+                parent,
+                link,
+                blobs,
+                body,
+                meta,
+                configurable,
             )
-            if checkpoint_ns == "":
-                await cur.execute(THREAD_TOUCH_SQL, (thread_id,))
-                if self.keep_last:
-                    await cur.execute(
-                        COMPACT_SQL, {"thread_id": thread_id, "skip": self.keep_last - 1}
-                    )
+        except ForeignKeyViolation:
+            # The link built on was collected meanwhile (another worker pruned the
+            # thread): store the whole list instead.
+            assert messages is not None
+            parent = None
+            link = await asyncio.to_thread(message_chain.link_for, messages, None, self.serde)
+            await self._write(
+                thread_id,
+                checkpoint_ns,
+                checkpoint["id"],
+                None,
+                link,
+                blobs,
+                body,
+                meta,
+                configurable,
+            )
+        if link is not None and messages is not None:
+            if parent is None or link is not parent.head:
+                start = 0 if parent is None or link.prev_id is None else parent.head.count
+                self.links.put(link.link_id, len(link.blob), list(messages[start:]))
+            chain = message_chain.Chain(checkpoint["id"], link, list(messages))
+            self.chains.put(thread_id, checkpoint_ns, chain)
         self.committed()
         blob_bytes = sum(len(row[5] or b"") for row in blobs)
         self._bytes_total.inc(blob_bytes + len(body) + len(meta))
@@ -303,6 +424,67 @@ class PostgresCheckpointer(AsyncPostgresSaver):
                 "checkpoint_id": checkpoint["id"],
             }
         }
+
+    async def _write(
+        self,
+        thread_id: str,
+        checkpoint_ns: str,
+        checkpoint_id: str,
+        parent: message_chain.Chain | None,
+        link: message_chain.Link | None,
+        blobs: list[Any],
+        body: str,
+        meta: str,
+        configurable: dict[str, Any],
+    ) -> None:
+        """The checkpoint, its new link, blobs, thread touch and retention: one transaction."""
+        new_link = link is not None and (parent is None or link is not parent.head)
+        async with self._cursor(pipeline=True) as cur:
+            if new_link:
+                assert link is not None
+                await cur.execute(
+                    links.INSERT_LINK_SQL, links.link_params(thread_id, checkpoint_ns, link)
+                )
+            if blobs:
+                await cur.executemany(self.UPSERT_CHECKPOINT_BLOBS_SQL, blobs)
+            await cur.execute(
+                INSERT_CHECKPOINT_SQL,
+                (
+                    thread_id,
+                    checkpoint_ns,
+                    checkpoint_id,
+                    configurable.get("checkpoint_id"),
+                    body,
+                    meta,
+                    link.link_id if link is not None else None,
+                ),
+            )
+            if checkpoint_ns == "":
+                await cur.execute(THREAD_TOUCH_SQL, (thread_id,))
+                if self.keep_last:
+                    await cur.execute(
+                        COMPACT_SQL, {"thread_id": thread_id, "skip": self.keep_last - 1}
+                    )
+                    snapshot = link is not None and link.prev_id is None
+                    if snapshot or (parent is not None and not parent.latest):
+                        await cur.execute(links.COLLECT_SQL, {"thread_id": thread_id})
+
+    async def _parent_chain(
+        self, thread_id: str, checkpoint_ns: str, parent_id: str
+    ) -> message_chain.Chain | None:
+        """The parent's messages and head link, read (this worker has not seen it)."""
+        found = await self._get_tuple(
+            {
+                "configurable": {
+                    "thread_id": thread_id,
+                    "checkpoint_ns": checkpoint_ns,
+                    "checkpoint_id": parent_id,
+                }
+            }
+        )
+        if found is None:
+            return None
+        return self.chains.get(thread_id, checkpoint_ns, parent_id)
 
     async def aput_writes(
         self,
@@ -350,27 +532,49 @@ class PostgresCheckpointer(AsyncPostgresSaver):
         await self.timed(operation, run())
 
     async def adelete_thread(self, thread_id: str) -> None:
-        """Every checkpoint, blob, write and the thread record, in one transaction."""
+        """Every checkpoint, blob, write, message link and the thread record, in one
+        transaction."""
         await self._statements("delete", DELETE_THREAD_SQL, (str(thread_id),))
+        self.chains.discard_thread(str(thread_id))
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        if run_ids:
-            await self._statements(
-                "delete_for_runs", DELETE_FOR_RUNS_SQL, ([str(r) for r in run_ids],)
-            )
+        """The runs' checkpoints and writes, and the message links nothing reaches after."""
+        if not run_ids:
+            return
+        ids = [str(r) for r in run_ids]
+
+        async def run() -> None:
+            async with self._cursor() as cur, cur.connection.transaction():
+                await cur.execute(RUN_THREADS_SQL, (ids,))
+                threads = [row["thread_id"] for row in await cur.fetchall()]
+                for sql in DELETE_FOR_RUNS_SQL:
+                    await cur.execute(sql, (ids,))
+                for thread_id in threads:
+                    await cur.execute(links.COLLECT_SQL, {"thread_id": thread_id})
+            self.committed()
+            for thread_id in threads:
+                self.chains.discard_thread(thread_id)
+
+        await self.timed("delete_for_runs", run())
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         params = {"source": str(source_thread_id), "target": str(target_thread_id)}
         await self._statements("copy_thread", COPY_THREAD_SQL, params)
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await self.timed("prune", super().aprune(thread_ids, strategy=strategy))
+        async def run() -> None:
+            await super(PostgresCheckpointer, self).aprune(thread_ids, strategy=strategy)
+            async with self._cursor(pipeline=True) as cur:
+                for thread_id in thread_ids:
+                    await cur.execute(links.COLLECT_SQL, {"thread_id": str(thread_id)})
+            self.committed()
+
+        await self.timed("prune", run())
 
     async def compact(self, thread_id: str, keep: int) -> None:
         """Apply retention to one thread now (the sweeper's and the CLI's path)."""
-        await self._statements(
-            "prune", (COMPACT_SQL,), {"thread_id": str(thread_id), "skip": max(keep, 1) - 1}
-        )
+        params = {"thread_id": str(thread_id), "skip": max(keep, 1) - 1}
+        await self._statements("prune", (COMPACT_SQL, links.COLLECT_SQL), params)
 
 
 __all__ = ["PostgresCheckpointer", "split_checkpoint"]

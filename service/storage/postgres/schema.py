@@ -17,6 +17,8 @@ import psycopg
 from langgraph.checkpoint.postgres import PostgresSaver
 from psycopg.rows import dict_row
 
+from service.storage.postgres.links import LINKS_DDL
+
 log = logging.getLogger(__name__)
 
 # pg_advisory_lock(int, int) keys: a key space of their own, apart from the
@@ -78,6 +80,8 @@ def init_postgres(url: str) -> None:
     """Create or upgrade the checkpoint and thread tables; idempotent."""
     with connect(url) as conn, schema_lock(conn):
         PostgresSaver(conn).setup()
+        with conn.transaction():
+            conn.execute(LINKS_DDL)  # message links: full history, stored linearly
         new_threads_table = (
             conn.execute("SELECT to_regclass('threads') IS NULL AS missing").fetchone() or {}
         ).get("missing", False)

@@ -55,7 +55,8 @@ def _private_copy(value: Any) -> Any:
 @dataclass(frozen=True)
 class _Entry:
     checkpoint_id: str
-    size: int
+    size: int  # the stored blob's, compared with the database's
+    weight: int  # what it counts against the bound: the blob and its messages
     checkpoint: Checkpoint
 
 
@@ -94,13 +95,22 @@ class DecodedCheckpointCache:
     def count(self, hit: bool) -> None:
         (self._hits if hit else self._misses).inc()
 
-    def put(self, thread_id: str, checkpoint_ns: str, checkpoint: Checkpoint, size: int) -> None:
+    def put(
+        self,
+        thread_id: str,
+        checkpoint_ns: str,
+        checkpoint: Checkpoint,
+        size: int,
+        weight: int | None = None,
+    ) -> None:
         """Remember a checkpoint just written or read as the latest (its containers copied).
 
-        The last one stored wins: a stale entry only costs a decode, since readers
-        compare ids with the database.
+        `size` is its stored blob's; `weight` (default `size`) adds the bytes of what is
+        stored apart from the blob (its message links). The last one stored wins: a
+        stale entry only costs a decode, since readers compare ids with the database.
         """
-        if not self.enabled or size > self.max_bytes:
+        weight = size if weight is None else weight
+        if not self.enabled or weight > self.max_bytes:
             return
         try:
             frozen = _private_copy(checkpoint)
@@ -109,8 +119,8 @@ class DecodedCheckpointCache:
         key = (thread_id, checkpoint_ns)
         with self._lock:
             self._drop(key)
-            self._entries[key] = _Entry(checkpoint["id"], size, frozen)
-            self._bytes += size
+            self._entries[key] = _Entry(checkpoint["id"], size, weight, frozen)
+            self._bytes += weight
             while self._bytes > self.max_bytes:
                 self._drop(next(iter(self._entries)))
 
@@ -122,4 +132,4 @@ class DecodedCheckpointCache:
     def _drop(self, key: tuple[str, str]) -> None:
         entry = self._entries.pop(key, None)
         if entry is not None:
-            self._bytes -= entry.size
+            self._bytes -= entry.weight

@@ -20,6 +20,7 @@ from typing import Any
 from service.settings import Settings
 from service.storage.records import iso_utc
 from service.storage.sqlite.driver import connect, immediate, sqlite3
+from service.storage.sqlite.links import collect_links
 
 Progress = Callable[[int, int], None]
 
@@ -43,7 +44,7 @@ def delete_thread_rows(cur: Any, thread_id: str) -> bool:
     Returns whether the thread had a record.
     """
     existed = False
-    for table in ("checkpoints", "writes", "threads"):
+    for table in ("checkpoints", "writes", "checkpoint_messages", "threads"):
         existed = cur.execute(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,)).rowcount > 0
     return existed
 
@@ -69,13 +70,15 @@ def threads_over_retention(conn: Any, keep: int, limit: int) -> list[str]:
 
 
 def prune_rows(cur: Any, thread_id: str, keep: int) -> int:
-    """Keep the newest `keep` checkpoints of each namespace (0: none) and their writes.
+    """Keep the newest `keep` checkpoints of each namespace (0: none), their writes, and
+    the message links they reach.
 
     Runs inside the caller's write transaction; returns checkpoints removed.
     """
     if keep <= 0:
         removed = cur.execute("DELETE FROM checkpoints WHERE thread_id = ?", (thread_id,)).rowcount
         cur.execute("DELETE FROM writes WHERE thread_id = ?", (thread_id,))
+        cur.execute("DELETE FROM checkpoint_messages WHERE thread_id = ?", (thread_id,))
         return removed
     removed = cur.execute(
         """
@@ -99,6 +102,8 @@ def prune_rows(cur: Any, thread_id: str, keep: int) -> int:
         """,
         (thread_id,),
     )
+    if removed:
+        collect_links(cur, thread_id)
     return removed
 
 

@@ -28,7 +28,8 @@ live in `executor.SqliteExecutor`; this module holds the checkpoint SQL.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +46,17 @@ from langgraph.checkpoint.base import (
     get_checkpoint_metadata,
 )
 from langgraph.checkpoint.sqlite import SqliteSaver
-from langgraph.checkpoint.sqlite.utils import load_pending_writes, pending_writes_sql
+from langgraph.checkpoint.sqlite.utils import (
+    load_pending_writes,
+    pending_writes_sql,
+    search_where,
+)
 
 from service.observability import metrics
 from service.settings import Settings
+from service.storage import message_chain
 from service.storage.records import check_prune_strategy, utcnow_iso
+from service.storage.sqlite import links
 from service.storage.sqlite.decoded_cache import DecodedCheckpointCache
 from service.storage.sqlite.driver import connect
 from service.storage.sqlite.executor import BACKEND, SqliteExecutor
@@ -62,6 +69,16 @@ ON CONFLICT (thread_id) DO UPDATE SET
     updated_at = excluded.updated_at, status = 'idle', error = NULL
 """
 _RUN_ID = "json_extract(CAST(metadata AS TEXT), '$.run_id')"
+
+
+def _config(thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> RunnableConfig:
+    return {
+        "configurable": {
+            "thread_id": thread_id,
+            "checkpoint_ns": checkpoint_ns,
+            "checkpoint_id": checkpoint_id,
+        }
+    }
 
 
 class SqliteCheckpointer(SqliteExecutor, SqliteSaver):
@@ -84,6 +101,8 @@ class SqliteCheckpointer(SqliteExecutor, SqliteSaver):
         self._bytes_total = metrics.CHECKPOINT_WRITE_BYTES.labels(backend=BACKEND)
         self._payload_bytes = metrics.CHECKPOINT_PAYLOAD_BYTES.labels(backend=BACKEND)
         self.decoded = DecodedCheckpointCache(settings.checkpoint_cache_mb * 1024 * 1024, BACKEND)
+        self.chains = message_chain.ChainMemo()
+        self.links = message_chain.LinkCache(settings.checkpoint_cache_mb * 1024 * 1024)
 
     def setup(self) -> None:
         """No-op: `init_database` owns the schema (see sqlite_schema)."""
@@ -99,32 +118,51 @@ class SqliteCheckpointer(SqliteExecutor, SqliteSaver):
         configurable = config["configurable"]
         thread_id = str(configurable["thread_id"])
         checkpoint_ns = configurable.get("checkpoint_ns", "")
-        type_, blob = self.serde.dumps_typed(checkpoint)
+        parent_id = configurable.get("checkpoint_id")
+        stored, messages = message_chain.split(checkpoint)
+        parent = link = None
+        forked = False
+        if messages is not None:
+            parent = self._parent_chain(thread_id, checkpoint_ns, parent_id)
+            link = message_chain.link_for(messages, parent, self.serde)
+        type_, blob = self.serde.dumps_typed(stored)
         meta = json.dumps(get_checkpoint_metadata(config, metadata), ensure_ascii=False).encode(
             "utf-8", "ignore"
         )
         with self.write_transaction() as cur:
+            if link is not None:
+                link = self._store_link(cur, thread_id, checkpoint_ns, link, messages, parent)
+            if self.keep_last and checkpoint_ns == "":
+                forked = parent_id != self._latest_id(cur, thread_id)
             cur.execute(
                 "INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
-                "parent_checkpoint_id, type, checkpoint, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "parent_checkpoint_id, type, checkpoint, metadata, messages_head) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     thread_id,
                     checkpoint_ns,
                     checkpoint["id"],
-                    configurable.get("checkpoint_id"),
+                    parent_id,
                     type_,
                     blob,
                     meta,
+                    link.link_id if link is not None else None,
                 ),
             )
             if checkpoint_ns == "":
                 now = utcnow_iso()
                 cur.execute(_THREAD_TOUCH, (thread_id, now, now))
                 if self.keep_last:
-                    self._compact(cur, thread_id, self.keep_last)
+                    snapshot = link is not None and link.prev_id is None
+                    self._compact(cur, thread_id, self.keep_last, collect=forked or snapshot)
+        weight = len(blob)
+        if link is not None and messages is not None:
+            weight += link.snapshot_bytes + link.since_snapshot
+            chain = message_chain.Chain(checkpoint["id"], link, list(messages))
+            self.chains.put(thread_id, checkpoint_ns, chain)
         self._bytes_total.inc(len(blob) + len(meta))
         self._payload_bytes.observe(len(blob))
-        self.decoded.put(thread_id, checkpoint_ns, checkpoint, len(blob))
+        self.decoded.put(thread_id, checkpoint_ns, checkpoint, len(blob), weight)
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -133,13 +171,61 @@ class SqliteCheckpointer(SqliteExecutor, SqliteSaver):
             }
         }
 
+    def _parent_chain(
+        self, thread_id: str, checkpoint_ns: str, parent_id: str | None
+    ) -> message_chain.Chain | None:
+        """The parent's messages and head link: remembered, or read (before the write)."""
+        if parent_id is None:
+            return None
+        chain = self.chains.get(thread_id, checkpoint_ns, parent_id)
+        if chain is not None:
+            return chain
+        with self.cursor(transaction=False) as cur:
+            row = cur.execute(links.HEAD_OF_SQL, (thread_id, checkpoint_ns, parent_id)).fetchone()
+            if row is None or row[0] is None:
+                return None  # written before message links: the child is a snapshot
+            return links.read_chain(
+                cur, thread_id, checkpoint_ns, parent_id, row[0], self.serde, self.links
+            )
+
+    def _store_link(
+        self,
+        cur: Any,
+        thread_id: str,
+        checkpoint_ns: str,
+        link: message_chain.Link,
+        messages: list[Any],
+        parent: message_chain.Chain | None,
+    ) -> message_chain.Link:
+        """Write a new link; one that builds on a link pruned meanwhile (by another
+        worker's sweep) becomes a snapshot instead."""
+        reused = parent is not None and link is parent.head
+        base = link.link_id if reused else link.prev_id
+        if base is not None and not links.link_exists(cur, thread_id, checkpoint_ns, base):
+            link = message_chain.link_for(messages, None, self.serde)
+        elif reused:
+            return link
+        links.insert_link(cur, thread_id, checkpoint_ns, link)
+        start = 0 if link.prev_id is None or parent is None else parent.head.count
+        self.links.put(link.link_id, len(link.blob), list(messages[start:]))
+        return link
+
     @staticmethod
-    def _compact(cur: Any, thread_id: str, keep: int) -> None:
+    def _latest_id(cur: Any, thread_id: str) -> str | None:
+        row = cur.execute(
+            "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' "
+            "ORDER BY checkpoint_id DESC LIMIT 1",
+            (thread_id,),
+        ).fetchone()
+        return row[0] if row else None
+
+    @staticmethod
+    def _compact(cur: Any, thread_id: str, keep: int, *, collect: bool) -> None:
         """Drop root checkpoints older than the newest `keep`, with their writes.
 
-        Every checkpoint stores the whole conversation, so keeping them all makes a
-        thread's size grow with the square of its length. The latest checkpoint
-        always holds every message.
+        Their message links stay while a kept checkpoint reaches them, as they do in a
+        conversation that only grows. `collect`: the new checkpoint does not build on
+        the latest one's links (a fork, or a snapshot), so some may be left unreached.
         """
         row = cur.execute(
             "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' "
@@ -148,12 +234,15 @@ class SqliteCheckpointer(SqliteExecutor, SqliteSaver):
         ).fetchone()
         if row is None:
             return
+        removed = 0
         for table in ("checkpoints", "writes"):
-            cur.execute(
+            removed += cur.execute(
                 f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_ns = '' "
                 "AND checkpoint_id < ?",
                 (thread_id, row[0]),
-            )
+            ).rowcount
+        if collect and removed:
+            links.collect_links(cur, thread_id)
 
     # --- reads --------------------------------------------------------------------
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
@@ -169,7 +258,7 @@ class SqliteCheckpointer(SqliteExecutor, SqliteSaver):
         known = self.decoded.known_id(thread_id, checkpoint_ns) if self.decoded.enabled else None
         columns = (
             "checkpoint_id, parent_checkpoint_id, type, metadata, length(checkpoint), "
-            "CASE WHEN checkpoint_id = ? THEN NULL ELSE checkpoint END"
+            "CASE WHEN checkpoint_id = ? THEN NULL ELSE checkpoint END, messages_head"
         )
         with self.cursor(transaction=False) as cur:
             if checkpoint_id:
@@ -187,7 +276,7 @@ class SqliteCheckpointer(SqliteExecutor, SqliteSaver):
             row = cur.fetchone()
             if row is None:
                 return None
-            found_id, parent_id, type_, metadata, size, blob = row
+            found_id, parent_id, type_, metadata, size, blob, head_id = row
             checkpoint = None
             if blob is None:
                 checkpoint = self.decoded.get(thread_id, checkpoint_ns, found_id, size)
@@ -204,8 +293,20 @@ class SqliteCheckpointer(SqliteExecutor, SqliteSaver):
                         return None
                     blob = fetched[0]
                 checkpoint = self.serde.loads_typed((type_, blob))
+                weight = len(blob)
+                if head_id is not None:
+                    chain = links.read_chain(
+                        cur, thread_id, checkpoint_ns, found_id, head_id, self.serde, self.links
+                    )
+                    message_chain.restore(checkpoint, chain.messages)
+                    self.chains.put(
+                        thread_id,
+                        checkpoint_ns,
+                        replace(chain, messages=list(chain.messages), latest=not checkpoint_id),
+                    )
+                    weight += chain.head.snapshot_bytes + chain.head.since_snapshot
                 if not checkpoint_id:
-                    self.decoded.put(thread_id, checkpoint_ns, checkpoint, len(blob))
+                    self.decoded.put(thread_id, checkpoint_ns, checkpoint, len(blob), weight)
             cur.execute(
                 pending_writes_sql(self._has_task_path), (thread_id, checkpoint_ns, found_id)
             )
@@ -236,6 +337,49 @@ class SqliteCheckpointer(SqliteExecutor, SqliteSaver):
             parent,
             pending,
         )
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        """The stock listing (newest first), with each checkpoint's messages from its
+        links; a link shared by several checkpoints is decoded once."""
+        where, params = search_where(config, filter, before)
+        query = (
+            "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, "
+            f"checkpoint, metadata, messages_head FROM checkpoints {where} "
+            "ORDER BY checkpoint_id DESC"
+        )
+        if limit is not None:
+            query += " LIMIT ?"
+            params = (*params, limit)
+        found: list[CheckpointTuple] = []
+        # Without a shared cache, one for this listing still decodes each link once.
+        cache = self.links if self.links.max_bytes else message_chain.LinkCache(1 << 62)
+        with self.cursor(transaction=False) as cur:
+            rows = cur.execute(query, params).fetchall()
+            for thread_id, ns, checkpoint_id, parent_id, type_, blob, metadata, head in rows:
+                checkpoint = self.serde.loads_typed((type_, blob))
+                if head is not None:
+                    chain = links.read_chain(
+                        cur, thread_id, ns, checkpoint_id, head, self.serde, cache
+                    )
+                    message_chain.restore(checkpoint, chain.messages)
+                cur.execute(pending_writes_sql(self._has_task_path), (thread_id, ns, checkpoint_id))
+                found.append(
+                    CheckpointTuple(
+                        _config(thread_id, ns, checkpoint_id),
+                        checkpoint,
+                        json.loads(metadata) if metadata is not None else {},
+                        _config(thread_id, ns, parent_id) if parent_id else None,
+                        load_pending_writes(cur, self.serde),
+                    )
+                )
+        yield from found
 
     # --- writes ---------------------------------------------------------------------
     def put_writes(
@@ -281,6 +425,7 @@ class SqliteCheckpointer(SqliteExecutor, SqliteSaver):
         with self.write_transaction() as cur:
             existed = delete_thread_rows(cur, str(thread_id))
         self.decoded.discard_thread(str(thread_id))
+        self.chains.discard_thread(str(thread_id))
         return existed
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
@@ -289,6 +434,13 @@ class SqliteCheckpointer(SqliteExecutor, SqliteSaver):
         marks = ",".join("?" * len(run_ids))
         params = [str(run_id) for run_id in run_ids]
         with self.write_transaction() as cur:
+            threads = [
+                row[0]
+                for row in cur.execute(
+                    f"SELECT DISTINCT thread_id FROM checkpoints WHERE {_RUN_ID} IN ({marks})",
+                    params,
+                ).fetchall()
+            ]
             cur.execute(
                 "DELETE FROM writes WHERE (thread_id, checkpoint_ns, checkpoint_id) IN ("
                 "SELECT thread_id, checkpoint_ns, checkpoint_id FROM checkpoints "
@@ -296,17 +448,23 @@ class SqliteCheckpointer(SqliteExecutor, SqliteSaver):
                 params,
             )
             cur.execute(f"DELETE FROM checkpoints WHERE {_RUN_ID} IN ({marks})", params)
+            for thread_id in threads:
+                links.collect_links(cur, thread_id)
+        for thread_id in threads:
+            self.decoded.discard_thread(thread_id)
+            self.chains.discard_thread(thread_id)
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         source, target = str(source_thread_id), str(target_thread_id)
         with self.write_transaction() as cur:
             cur.execute(
                 "INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
-                "parent_checkpoint_id, type, checkpoint, metadata) SELECT ?, checkpoint_ns, "
-                "checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata "
-                "FROM checkpoints WHERE thread_id = ?",
+                "parent_checkpoint_id, type, checkpoint, metadata, messages_head) SELECT ?, "
+                "checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata, "
+                "messages_head FROM checkpoints WHERE thread_id = ?",
                 (target, source),
             )
+            cur.execute(links.COPY_LINKS_SQL, (target, source))
             cur.execute(
                 "INSERT OR REPLACE INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, "
                 "task_path, idx, channel, type, value) SELECT ?, checkpoint_ns, checkpoint_id, "

@@ -3,7 +3,10 @@
 The `checkpoints` and `writes` tables keep langgraph-checkpoint-sqlite's layout, so
 a database written by the stock `SqliteSaver` opens here unchanged (migration:
 none needed; `init_database` adds what is missing). The service adds a `threads`
-table for the LangGraph Server thread API.
+table for the LangGraph Server thread API, and `checkpoint_messages` with a
+`messages_head` column on `checkpoints` for the message links that keep full
+history linear (`storage.message_chain`). `PRAGMA user_version` is the schema
+version; an older file is upgraded in place at start.
 
 `SqliteSaver.setup()` catches only the standard library's `sqlite3.OperationalError`,
 so with a pysqlite3 connection it fails on `ALTER TABLE ... ADD COLUMN task_path`
@@ -21,7 +24,8 @@ from service.storage.sqlite.driver import DatabaseError, connect, immediate, sto
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+# 2: message links (`checkpoint_messages`, `checkpoints.messages_head`), full history.
+SCHEMA_VERSION = 2
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -45,6 +49,19 @@ CREATE TABLE IF NOT EXISTS writes (
     type TEXT,
     value BLOB,
     PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
+);
+CREATE TABLE IF NOT EXISTS checkpoint_messages (
+    thread_id TEXT NOT NULL,
+    checkpoint_ns TEXT NOT NULL DEFAULT '',
+    link_id TEXT NOT NULL,
+    prev_id TEXT,
+    count INTEGER NOT NULL,
+    depth INTEGER NOT NULL,
+    since_snapshot INTEGER NOT NULL,
+    snapshot_bytes INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    messages BLOB NOT NULL,
+    PRIMARY KEY (thread_id, checkpoint_ns, link_id)
 );
 CREATE TABLE IF NOT EXISTS threads (
     thread_id TEXT PRIMARY KEY,
@@ -112,6 +129,10 @@ def _init_database(path: Path, settings: Settings) -> None:
             columns = {row[1] for row in conn.execute("PRAGMA table_info(writes)")}
             if "task_path" not in columns:
                 conn.execute("ALTER TABLE writes ADD COLUMN task_path TEXT NOT NULL DEFAULT ''")
+            # Rows written before version 2 have no head and keep their messages inline.
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(checkpoints)")}
+            if "messages_head" not in columns:
+                conn.execute("ALTER TABLE checkpoints ADD COLUMN messages_head TEXT")
             # Threads written by a plain LangGraph script (or an older database)
             # become visible to the thread API.
             conn.execute(
