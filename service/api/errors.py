@@ -22,6 +22,7 @@ from service.runs.lifecycle import (
 )
 from service.schemas.validation import quote, safe_text
 from service.storage.errors import (
+    CheckpointNotFoundError,
     StorageUnavailableError,
     ThreadExistsError,
     ThreadNotFoundError,
@@ -49,6 +50,12 @@ def _retry_after(exc: StorageUnavailableError) -> dict[str, str]:
 # specific type along the error's MRO (a timeout in the queue is not a plain busy).
 ERROR_TABLE: list[tuple[type[BaseException], int, Detail, Callable[[Any], dict] | None]] = [
     (ThreadNotFoundError, 404, _thread("not found"), None),
+    (
+        CheckpointNotFoundError,
+        404,
+        lambda exc: f"Checkpoint {quote(exc.args[1])} not found in thread {quote(exc.args[0])}",
+        None,
+    ),
     (ThreadExistsError, 409, _thread("already exists"), None),
     (
         ThreadWaitTimeoutError,

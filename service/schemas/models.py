@@ -139,10 +139,17 @@ class HistoryRequest(_Strict):
     limit: int = Field(10, ge=1, le=1000)
     before: CheckpointId | CheckpointConfig | None = None
     metadata: MetadataFilter | None = None
-    checkpoint: dict[str, Any] | None = None
+    checkpoint: CheckpointConfigurable | None = None
 
     def before_id(self) -> str | None:
         return self.before.id() if isinstance(self.before, CheckpointConfig) else self.before
+
+
+class StateAtCheckpoint(_Strict):
+    """`POST /threads/{id}/state/checkpoint`, as the SDK's `get_state(checkpoint=…)` sends it."""
+
+    checkpoint: CheckpointConfigurable
+    subgraphs: bool = False
 
 
 class AssistantSearch(_Strict):

@@ -19,5 +19,9 @@ class ThreadNotFoundError(LookupError):
     """No thread with this id exists."""
 
 
+class CheckpointNotFoundError(LookupError):
+    """The thread has no checkpoint with this id (`args`: thread id, checkpoint id)."""
+
+
 class ThreadExistsError(ValueError):
     """A thread with this id already exists (POST /threads with if_exists=raise)."""

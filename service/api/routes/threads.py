@@ -1,4 +1,4 @@
-"""Threads: create, read, search, delete, prune, state and history."""
+"""Threads: create, read, search, delete, prune, state (now or at a checkpoint), history."""
 
 from __future__ import annotations
 
@@ -15,12 +15,17 @@ from service.runs.serialize import snapshot_to_state, to_jsonable
 from service.schemas.models import (
     ERROR_RESPONSES,
     HistoryRequest,
+    StateAtCheckpoint,
     ThreadCreate,
     ThreadPrune,
     ThreadSearch,
 )
 from service.storage.base import ThreadRecord
-from service.storage.errors import ThreadExistsError, ThreadNotFoundError
+from service.storage.errors import (
+    CheckpointNotFoundError,
+    ThreadExistsError,
+    ThreadNotFoundError,
+)
 
 router = APIRouter(prefix="/threads", tags=["threads"], responses=ERROR_RESPONSES)
 
@@ -156,6 +161,44 @@ async def get_state(thread_id: ThreadId, state: State, caller: Caller) -> Respon
     return json_response(snapshot_to_state(await state.graph.aget_state(_config(thread_id))))
 
 
+async def state_at(state: AppState, thread_id: str, checkpoint_id: str, ns: str = "") -> Response:
+    """The thread's state at one of its checkpoints (time travel); 404 if it has none such."""
+    config = _config(thread_id, checkpoint_id)
+    if ns:
+        config["configurable"]["checkpoint_ns"] = ns
+    snapshot = await state.graph.aget_state(config)
+    if snapshot.metadata is None:  # LangGraph's answer for a checkpoint it cannot find
+        raise CheckpointNotFoundError(thread_id, checkpoint_id)
+    return json_response(snapshot_to_state(snapshot))
+
+
+@router.get(
+    "/{thread_id}/state/{checkpoint_id}",
+    operation_id="get_thread_state_at_checkpoint",
+    response_model=dict[str, Any],
+)
+async def get_state_at_checkpoint(
+    thread_id: ThreadId, checkpoint_id: ThreadId, state: State, caller: Caller
+) -> Response:
+    await owned_thread(state, caller, thread_id)
+    return await state_at(state, thread_id, checkpoint_id)
+
+
+@router.post(
+    "/{thread_id}/state/checkpoint",
+    operation_id="post_thread_state_at_checkpoint",
+    response_model=dict[str, Any],
+)
+async def post_state_at_checkpoint(
+    thread_id: ThreadId, body: StateAtCheckpoint, state: State, caller: Caller
+) -> Response:
+    await owned_thread(state, caller, thread_id)
+    if not body.checkpoint.checkpoint_id:
+        return json_response(snapshot_to_state(await state.graph.aget_state(_config(thread_id))))
+    ns = body.checkpoint.checkpoint_ns or ""
+    return await state_at(state, thread_id, body.checkpoint.checkpoint_id, ns)
+
+
 @router.post(
     "/{thread_id}/history",
     operation_id="get_thread_history",
@@ -166,8 +209,10 @@ async def get_history(
 ) -> Response:
     await owned_thread(state, caller, thread_id)
     before = body.before_id()
+    # `checkpoint` narrows the listing to that checkpoint, as LangGraph Server's does.
+    at = body.checkpoint.checkpoint_id if body.checkpoint else None
     history = state.graph.aget_state_history(
-        _config(thread_id),
+        _config(thread_id, at),
         limit=body.limit,
         before=_config(thread_id, before) if before else None,
         filter=body.metadata or None,
