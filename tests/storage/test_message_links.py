@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, TypedDict
+from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-from langgraph.graph import START, StateGraph
-from langgraph.graph.message import add_messages
 
 from service.settings import Settings
 
@@ -23,21 +21,7 @@ from service.settings import Settings
 from service.storage.sqlite.driver import sqlite3
 from service.storage.sqlite.saver import SqliteCheckpointer
 from service.storage.sqlite.schema import SCHEMA_VERSION, init_database
-
-
-class State(TypedDict):
-    messages: Annotated[list[AnyMessage], add_messages]
-
-
-def reply(state: State) -> dict[str, Any]:
-    return {"messages": [AIMessage(f"reply {len(state['messages'])} " + "x" * 200)]}
-
-
-def compiled(saver: SqliteCheckpointer) -> Any:
-    graph = StateGraph(State)
-    graph.add_node("reply", reply)
-    graph.add_edge(START, "reply")
-    return graph.compile(checkpointer=saver)
+from tests.support.message_graph import compiled, contents
 
 
 def config(thread_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
@@ -49,10 +33,6 @@ def config(thread_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
 
 def turn(graph: Any, thread_id: str, text: str, **kwargs: Any) -> dict[str, Any]:
     return graph.invoke({"messages": [HumanMessage(text)]}, config(thread_id), **kwargs)
-
-
-def contents(messages: list[Any]) -> list[str]:
-    return [m.content for m in messages]
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,20 +36,6 @@ def settings(pg_url: str) -> Settings:
         postgres_pool_timeout_s=1,
         checkpoint_retention="all",
     )
-
-
-@pytest.fixture
-def sql(pg_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        yield conn
-
-
-@pytest.fixture
-async def pool(settings: Settings) -> AsyncIterator[Any]:
-    pool = new_pool(settings, "test")
-    await pool.open(wait=True)
-    yield pool
-    await pool.close()
 
 
 async def guard_pool(settings: Settings) -> Any:

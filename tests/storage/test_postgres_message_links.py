@@ -7,45 +7,23 @@ LangGraph graph with the `add_messages` reducer.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from typing import Annotated, Any, TypedDict
+from typing import Any
 
 import psycopg
 import pytest
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-from langgraph.graph import START, StateGraph
-from langgraph.graph.message import add_messages
 
 from service.settings import Settings
-from service.storage.postgres.pool import new_pool
 from service.storage.postgres.saver import PostgresCheckpointer
 from service.storage.postgres.schema import init_postgres
+from tests.support.message_graph import compiled, contents
 
 pytestmark = pytest.mark.timeout(120)
 
 
-class State(TypedDict):
-    messages: Annotated[list[AnyMessage], add_messages]
-
-
-def reply(state: State) -> dict[str, Any]:
-    return {"messages": [AIMessage(f"reply {len(state['messages'])} " + "x" * 200)]}
-
-
-def compiled(saver: PostgresCheckpointer) -> Any:
-    graph = StateGraph(State)
-    graph.add_node("reply", reply)
-    graph.add_edge(START, "reply")
-    return graph.compile(checkpointer=saver)
-
-
 def config(thread_id: str) -> dict[str, Any]:
     return {"configurable": {"thread_id": thread_id}}
-
-
-def contents(messages: list[Any]) -> list[str]:
-    return [m.content for m in messages]
 
 
 def values_of(item: Any) -> list[str]:
@@ -56,20 +34,6 @@ def values_of(item: Any) -> list[str]:
 def settings(pg_url: str) -> Settings:
     init_postgres(pg_url)
     return Settings(_env_file=None, checkpointer="postgres", database_url=pg_url)
-
-
-@pytest.fixture
-def sql(pg_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        yield conn
-
-
-@pytest.fixture
-async def pool(settings: Settings) -> AsyncIterator[Any]:
-    pool = new_pool(settings, "test")
-    await pool.open(wait=True)
-    yield pool
-    await pool.close()
 
 
 def link_bytes(sql: psycopg.Connection[Any], thread_id: str) -> int:
