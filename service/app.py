@@ -22,7 +22,7 @@ from service.api.auth import KeyRing
 from service.api.deps import AppState
 from service.api.errors import install_error_handlers
 from service.api.middleware import HttpMetrics, RequestLimits
-from service.api.routes import assistants, runs, system, threads
+from service.api.routes import assistants, runs, state, system, threads
 from service.bookings.store import open_booking_store
 from service.observability import metrics
 from service.observability.telemetry import set_build_info
@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.keyring = KeyRing.from_settings(settings)
     install_error_handlers(app)
-    routers = [system.router, assistants.router, threads.router, runs.router]
+    routers = [system.router, assistants.router, threads.router, state.router, runs.router]
     if not docs_open:
         routers.append(system.openapi_router)
     for router in routers:

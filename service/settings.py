@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     booking_slot_minutes: int = Field(30, ge=5, le=480)
     booking_timezone: str = "Europe/Madrid"
     booking_horizon_days: int = Field(60, ge=1, le=366)
+    # `interrupt`: a booking waits for a person's approval (human in the loop).
+    booking_confirmation: Literal["none", "interrupt"] = "none"
 
     @field_validator("booking_services", mode="before")
     @classmethod

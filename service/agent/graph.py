@@ -2,7 +2,8 @@
 
 Returned uncompiled so the caller compiles it with its own checkpointer. Nodes are
 async so a run stays on the event loop; the tools themselves (sync) run in
-LangGraph's thread pool.
+LangGraph's thread pool. With BOOKING_CONFIRMATION=interrupt a booking passes an
+`approval` node first, which waits for a person (`service.agent.approval`).
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.prebuilt import ToolNode
 
+from service.agent.approval import REVIEWED_TOOLS, approval_node
 from service.observability.metrics import LLM_CALL_SECONDS
 from service.settings import Settings
 
@@ -167,6 +170,12 @@ def stop_instruction(errors: Sequence[ToolMessage]) -> str:
     )
 
 
+def confirmation_mode(config: RunnableConfig, settings: Settings) -> str:
+    """BOOKING_CONFIRMATION, or what the run's `config.configurable` asks for instead."""
+    asked = (config.get("configurable") or {}).get("booking_confirmation")
+    return asked if asked in ("none", "interrupt") else settings.booking_confirmation
+
+
 def build_graph(
     model: BaseChatModel,
     tools: Sequence[BaseTool],
@@ -218,18 +227,23 @@ def build_graph(
             }
         return {"tool_retries": retries, "retry_instruction": stop_instruction(errors)}
 
-    def route(state: AgentState) -> Literal["tools", "__end__"]:
+    def route(state: AgentState, config: RunnableConfig) -> Literal["tools", "approval", "__end__"]:
         last = state["messages"][-1]
-        if isinstance(last, AIMessage) and last.tool_calls:
-            return "tools"
-        return END
+        if not (isinstance(last, AIMessage) and last.tool_calls):
+            return END
+        if confirmation_mode(config, settings) == "interrupt" and any(
+            call["name"] in REVIEWED_TOOLS for call in last.tool_calls
+        ):
+            return "approval"
+        return "tools"
 
     builder = StateGraph(AgentState)
     builder.add_node("agent", agent)
     builder.add_node("tools", ToolNode(list(tools), handle_tool_errors=True))
     builder.add_node("retry_handler", retry_handler)
+    builder.add_node("approval", approval_node(REVIEWED_TOOLS), destinations=("tools", "agent"))
     builder.add_edge(START, "agent")
-    builder.add_conditional_edges("agent", route, ["tools", END])
+    builder.add_conditional_edges("agent", route, ["tools", "approval", END])
     builder.add_edge("tools", "retry_handler")
     builder.add_edge("retry_handler", "agent")
     return builder

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from service.runs.commands import CommandError, CommandTooLargeError, NotInterruptedError
 from service.runs.lifecycle import (
     ClientGoneError,
     RunInputError,
@@ -69,7 +70,10 @@ ERROR_TABLE: list[tuple[type[BaseException], int, Detail, Callable[[Any], dict] 
         _thread("is busy with another run (multitask_strategy=reject); nothing was written"),
         None,
     ),
+    (NotInterruptedError, 409, _message, None),
     (RunTooLargeError, 413, _message, None),
+    (CommandTooLargeError, 413, _message, None),
+    (CommandError, 422, _message, None),
     (RunInputError, 422, _message, None),
     # Nobody reads this; 499 (nginx's "client closed request") keeps it apart in metrics.
     (ClientGoneError, 499, _message, None),

@@ -28,14 +28,21 @@ from langgraph.graph.state import CompiledStateGraph
 
 from service import side_effects
 from service.observability import metrics
+from service.runs.commands import check_breakpoints, check_resume, to_command
 from service.schemas.models import RunCreate
 from service.settings import Settings
 from service.storage.base import Persistence
-from service.storage.errors import StorageUnavailableError, ThreadNotFoundError
+from service.storage.errors import (
+    CheckpointNotFoundError,
+    StorageUnavailableError,
+    ThreadNotFoundError,
+)
 
 log = logging.getLogger(__name__)
 
 _MESSAGE_ROLES = {"user", "human"}
+# What the service decides itself; a run's `config.configurable` cannot set it.
+_RESERVED_CONFIGURABLE = {"thread_id", "checkpoint_id", "checkpoint_ns", "checkpoint_map", "run_id"}
 
 
 class RunInputError(Exception):
@@ -126,16 +133,35 @@ def _owned(metadata: dict[str, Any], owner: str | None) -> bool:
 
 @dataclass
 class PreparedRun:
-    """A validated run that holds its thread until `stack` closes."""
+    """A validated run that holds its thread until `stack` closes.
+
+    `graph_input` is new input, a `Command`, or None to continue from where the thread
+    stopped (after a breakpoint).
+    """
 
     thread_id: str
     run_id: str
-    graph_input: dict[str, Any]
+    graph_input: Any
     config: dict[str, Any]
     durability: str
     stream_modes: list[str]
     on_disconnect: str = "continue"
+    interrupt_before: Any = None
+    interrupt_after: Any = None
     stack: AsyncExitStack = field(default_factory=AsyncExitStack)
+
+    @property
+    def breakpoints(self) -> dict[str, Any]:
+        """The static breakpoints, as `astream`/`ainvoke` take them."""
+        points = {
+            "interrupt_before": self.interrupt_before,
+            "interrupt_after": self.interrupt_after,
+        }
+        return {key: value for key, value in points.items() if value}
+
+    def thread_config(self) -> dict[str, Any]:
+        """The thread's latest state, whatever checkpoint the run started from."""
+        return {"configurable": {"thread_id": self.thread_id}}
 
 
 async def _unless_gone(step: Coroutine[Any, Any, Any], client_gone: ClientGone | None) -> Any:
@@ -190,7 +216,9 @@ class RunService:
             raise UnsupportedStrategyError(
                 f"multitask_strategy={strategy!r} is not supported; use 'reject' or 'enqueue'"
             )
-        graph_input = validate_input(request.input, self.settings)
+        graph_input = self._graph_input(request)
+        check_breakpoints(self.graph, "interrupt_before", request.interrupt_before)
+        check_breakpoints(self.graph, "interrupt_after", request.interrupt_after)
         record = await self.persistence.get_thread(thread_id)
         if record is not None and not _owned(record.metadata, owner):
             raise ThreadNotFoundError(thread_id)
@@ -205,6 +233,8 @@ class RunService:
             durability=request.durability or self.settings.checkpoint_durability,
             stream_modes=request.stream_modes(),
             on_disconnect=request.on_disconnect or "continue",
+            interrupt_before=request.interrupt_before,
+            interrupt_after=request.interrupt_after,
         )
         hold = self.persistence.guard.hold(
             thread_id, wait=strategy == "enqueue", timeout_s=self.settings.enqueue_timeout_s
@@ -219,10 +249,32 @@ class RunService:
             elif waited is not False and await self.persistence.get_thread(thread_id) is None:
                 # Deleted while this run waited its turn.
                 raise ThreadNotFoundError(thread_id)
+            await self._check_start(prepared, request)
         except BaseException:
             await prepared.stack.aclose()
             raise
         return prepared
+
+    def _graph_input(self, request: RunCreate) -> Any:
+        if request.command is not None:
+            if request.input is not None:
+                raise RunInputError("send either `input` or `command`, not both")
+            return to_command(request.command, self.graph, self.settings)
+        if request.input is None:
+            return None  # continue from the thread's checkpoint (after a breakpoint)
+        return validate_input(request.input, self.settings)
+
+    async def _check_start(self, prepared: PreparedRun, request: RunCreate) -> None:
+        """Under the guard: the checkpoint to fork from exists; a resume has its interrupt."""
+        command = request.command
+        start = request.start_checkpoint()
+        if start is None and (command is None or "resume" not in command.model_fields_set):
+            return
+        snapshot = await self.graph.aget_state(prepared.config)
+        if start is not None and snapshot.metadata is None:
+            raise CheckpointNotFoundError(prepared.thread_id, start[0])
+        if command is not None and "resume" in command.model_fields_set:
+            check_resume(snapshot, command.resume)
 
     def _config(self, thread_id: str, run_id: str, request: RunCreate) -> dict[str, Any]:
         recursion_limit = request.config.recursion_limit if request.config else 25
@@ -232,8 +284,21 @@ class RunService:
             if isinstance(key, str) and not key.startswith("__")
         }
         metadata.update(run_id=run_id, thread_id=thread_id, assistant_id=request.assistant_id)
+        configurable: dict[str, Any] = {
+            key: value
+            for key, value in (
+                (request.config.configurable if request.config else None) or {}
+            ).items()
+            if isinstance(key, str)
+            and key not in _RESERVED_CONFIGURABLE
+            and not key.startswith("__")
+        }
+        configurable["thread_id"] = thread_id
+        start = request.start_checkpoint()
+        if start is not None:
+            configurable.update(checkpoint_id=start[0], checkpoint_ns=start[1])
         return {
-            "configurable": {"thread_id": thread_id},
+            "configurable": configurable,
             "metadata": metadata,
             "run_id": run_id,
             "recursion_limit": recursion_limit,
@@ -275,6 +340,7 @@ class RunExecution:
         self.timed_out = False
         self.client_left = False
         self.graph_done = False  # past this, only bookkeeping is left: never cancelled
+        self.interrupted = False  # the run stopped at an interrupt or a breakpoint
         self._events: asyncio.Queue[Any] | None = asyncio.Queue() if stream else None
         self.task: asyncio.Task[Any]
 
@@ -331,9 +397,14 @@ class RunExecution:
         prepared = self.prepared
         try:
             async with _RunTracker(self):
-                return await self.service.graph.ainvoke(
-                    prepared.graph_input, prepared.config, durability=prepared.durability
+                result = await self.service.graph.ainvoke(
+                    prepared.graph_input,
+                    prepared.config,
+                    durability=prepared.durability,
+                    **prepared.breakpoints,
                 )
+                await self._note_interrupt(isinstance(result, dict) and "__interrupt__" in result)
+                return result
         except GraphRecursionError:
             raise RunLimitError(self._limit_text()) from None
 
@@ -341,15 +412,24 @@ class RunExecution:
         """Stream the graph's chunks; False when the run ended with an `error` event."""
         prepared = self.prepared
         modes = ["messages" if mode == "messages-tuple" else mode for mode in prepared.stream_modes]
+        # An interrupt shows in `values` and `updates` chunks; watch `updates` if neither
+        # was asked for, without sending it.
+        watch = [] if {"values", "updates"} & set(modes) else ["updates"]
         try:
             async with _RunTracker(self):
+                interrupted = False
                 async for mode, chunk in self.service.graph.astream(
                     prepared.graph_input,
                     prepared.config,
-                    stream_mode=modes,
+                    stream_mode=modes + watch,
                     durability=prepared.durability,
+                    **prepared.breakpoints,
                 ):
-                    self._emit(mode, chunk)
+                    if mode in ("values", "updates") and isinstance(chunk, dict):
+                        interrupted = interrupted or "__interrupt__" in chunk
+                    if mode not in watch:
+                        self._emit(mode, chunk)
+                await self._note_interrupt(interrupted)
         except GraphRecursionError:
             self._emit("error", {"error": "RunLimitError", "message": self._limit_text()})
             return False
@@ -361,6 +441,13 @@ class RunExecution:
             self._emit("error", {"error": type(exc).__name__, "message": str(exc)})
             return False
         return True
+
+    async def _note_interrupt(self, raised: bool) -> None:
+        """Whether the run stopped waiting: at an `interrupt()`, or at a breakpoint."""
+        if not raised and self.prepared.breakpoints:
+            snapshot = await self.service.graph.aget_state(self.prepared.thread_config())
+            raised = bool(snapshot.next)
+        self.interrupted = raised
 
     def _limit_text(self) -> str:
         limit = self.prepared.config["recursion_limit"]
@@ -430,6 +517,9 @@ class _RunTracker:
             else:
                 outcome = "timeout" if isinstance(exc, RunTimeoutError) else "error"
                 await self._record_error(exc)
+        elif self.execution.interrupted:
+            outcome = "interrupted"
+            await self.service.persistence.mark_interrupted(self.prepared.thread_id)
         else:
             await self.service.persistence.touch(self.prepared.thread_id)
         metrics.RUN_SECONDS.labels(outcome=outcome).observe(time.perf_counter() - self.started)

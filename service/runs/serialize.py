@@ -8,8 +8,13 @@ import math
 import uuid
 from typing import Any
 
-from langgraph.types import StateSnapshot
+from langgraph.types import Interrupt, StateSnapshot
 from pydantic import BaseModel
+
+
+def interrupt_json(item: Interrupt) -> dict[str, Any]:
+    """An interrupt as LangGraph Server sends it: its value and id (no response schema)."""
+    return {"value": item.value, "id": item.id}
 
 
 def to_jsonable(value: Any) -> Any:
@@ -20,6 +25,8 @@ def to_jsonable(value: Any) -> Any:
         return value
     if isinstance(value, BaseModel):
         return to_jsonable(value.model_dump())
+    if isinstance(value, Interrupt):
+        return to_jsonable(interrupt_json(value))
     if isinstance(value, dict):
         return {str(key): to_jsonable(item) for key, item in value.items()}
     if isinstance(value, list | tuple | set | frozenset):

@@ -95,7 +95,9 @@ class CheckpointConfig(_Config):
 
 
 class RunConfig(_Config):
-    """The run `config`: only `recursion_limit` is read; the rest is accepted as LangGraph's."""
+    """The run `config`: `recursion_limit`, and `configurable` for the graph (such as
+    `booking_confirmation`; the keys the service sets itself are dropped). `tags` and
+    `metadata` are accepted as LangGraph's."""
 
     recursion_limit: Annotated[StrictInt, Field(ge=1, le=100)] = 25
     configurable: dict[str, Any] | None = None
@@ -152,6 +154,23 @@ class StateAtCheckpoint(_Strict):
     subgraphs: bool = False
 
 
+class ThreadStateUpdate(_Strict):
+    """`POST /threads/{id}/state` (the SDK's `update_state`)."""
+
+    values: dict[str, Any] | None = None
+    as_node: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    checkpoint: CheckpointConfigurable | None = None
+    checkpoint_id: CheckpointId | None = None
+
+    def start_checkpoint(self) -> str | None:
+        if self.checkpoint_id:
+            return self.checkpoint_id
+        return self.checkpoint.checkpoint_id if self.checkpoint else None
+
+    def checkpoint_ns(self) -> str:
+        return (self.checkpoint.checkpoint_ns if self.checkpoint else None) or ""
+
+
 class AssistantSearch(_Strict):
     metadata: dict[str, Any] = Field(default_factory=dict)
     graph_id: str | None = None
@@ -163,20 +182,54 @@ class AssistantSearch(_Strict):
     select: list[str] | None = None
 
 
+NodeName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Breakpoints = Literal["*"] | Annotated[list[NodeName], Field(max_length=32)]
+
+
+class SendTo(_Strict):
+    """A `Send` in `command.goto`: run `node` with `input`."""
+
+    node: NodeName
+    input: Any = None
+
+
+class RunCommand(_Strict):
+    """`command` on a run: resume an interrupt, update the state, or go to a node."""
+
+    resume: Any = None
+    update: dict[str, Any] | Annotated[list[tuple[str, Any]], Field(max_length=64)] | None = None
+    goto: NodeName | SendTo | Annotated[list[NodeName | SendTo], Field(max_length=32)] | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> RunCommand:
+        if not self.model_fields_set & {"resume", "update", "goto"}:
+            raise ValueError("command needs `resume`, `update` or `goto`")
+        return self
+
+    def goto_nodes(self) -> list[str]:
+        targets = self.goto if isinstance(self.goto, list) else [self.goto]
+        return [t.node if isinstance(t, SendTo) else t for t in targets if t is not None]
+
+    def update_keys(self) -> list[str]:
+        if isinstance(self.update, dict):
+            return list(self.update)
+        return [key for key, _ in self.update or ()]
+
+
 class RunCreate(_Strict):
     """POST /threads/{thread_id}/runs/wait and /runs/stream."""
 
     assistant_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     input: dict[str, Any] | None = None
-    command: dict[str, Any] | None = None
+    command: RunCommand | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     config: RunConfig | None = None
     context: dict[str, Any] | None = None
-    checkpoint: dict[str, Any] | None = None
+    checkpoint: CheckpointConfigurable | None = None
     checkpoint_id: CheckpointId | None = None
     checkpoint_during: bool | None = None
-    interrupt_before: Literal["*"] | list[str] | None = None
-    interrupt_after: Literal["*"] | list[str] | None = None
+    interrupt_before: Breakpoints | None = None
+    interrupt_after: Breakpoints | None = None
     webhook: str | None = None
     multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] | None = None
     if_not_exists: Literal["create", "reject"] = "reject"
@@ -197,14 +250,17 @@ class RunCreate(_Strict):
         modes = [self.stream_mode] if isinstance(self.stream_mode, str) else self.stream_mode
         return list(dict.fromkeys(modes))
 
+    def start_checkpoint(self) -> tuple[str, str] | None:
+        """(checkpoint id, namespace) to run from (a fork), from either field."""
+        if self.checkpoint_id:
+            return self.checkpoint_id, ""
+        if self.checkpoint and self.checkpoint.checkpoint_id:
+            return self.checkpoint.checkpoint_id, self.checkpoint.checkpoint_ns or ""
+        return None
+
     def unsupported_fields(self) -> list[str]:
         """Options the SDK can send that this service does not implement."""
         asked = {
-            "command": self.command,
-            "checkpoint": self.checkpoint,
-            "checkpoint_id": self.checkpoint_id,
-            "interrupt_before": self.interrupt_before,
-            "interrupt_after": self.interrupt_after,
             "webhook": self.webhook,
             "after_seconds": self.after_seconds,
             "stream_resumable": self.stream_resumable or None,

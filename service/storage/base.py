@@ -56,6 +56,11 @@ class Persistence(Protocol):
 
     async def set_thread_error(self, thread_id: str, error: str) -> None: ...
 
+    async def mark_interrupted(self, thread_id: str) -> None:
+        """The thread's last run stopped at an interrupt or breakpoint; the next checkpoint
+        write sets it back to idle, as it does an error."""
+        ...
+
     async def prune_threads(self, thread_ids: list[str], strategy: PruneStrategy) -> int: ...
 
     async def start(self) -> None:

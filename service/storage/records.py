@@ -17,6 +17,8 @@ from service.storage.base import ThreadRecord
 THREAD_COLUMNS = "thread_id, created_at, updated_at, metadata, status, error"
 SEARCH_ORDER = "ORDER BY updated_at DESC, thread_id"
 PRUNE_STRATEGIES = ("keep_latest", "delete")
+# What a thread record holds; `busy` is the guard's, never stored.
+STORED_STATUSES = ("idle", "interrupted", "error")
 # What a backend accepts as a metadata filter key (the API is stricter still).
 METADATA_KEY = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
@@ -64,7 +66,7 @@ def search_where(
         sql, values = condition(key, value)
         where.append(sql)
         params.extend(values)
-    if status in ("idle", "error"):
+    if status in STORED_STATUSES:
         where.append(f"status = {mark}")
         params.append(status)
     return ("WHERE " + " AND ".join(where)) if where else "", params

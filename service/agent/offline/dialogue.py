@@ -423,6 +423,8 @@ class Dialogue:
             return self.taken_text(payload, lang)
         if payload.get("status") == "cancelled":  # a replayed request for a cancelled booking
             return self.cancelled_text(payload, lang)
+        if payload.get("status") == "declined":  # a person rejected it (BOOKING_CONFIRMATION)
+            return self.declined_text(payload, lang)
         day = date_label(dt.date.fromisoformat(payload["date"]), lang)
         service, code = service_label(payload["service"], lang), payload["confirmation_code"]
         name, time = payload["customer_name"], payload["time"]
@@ -435,6 +437,18 @@ class Dialogue:
             f"All set! Your {service} is booked for {day} at {time} under the name {name}. "
             f"Your confirmation code is {code}."
         )
+
+    def declined_text(self, payload: dict[str, Any], lang: Lang) -> str:
+        reason = str(payload.get("reason") or "").strip()
+        if lang == "es":
+            text = "De acuerdo, no he reservado nada."
+            if reason:
+                text += f" Motivo: {reason}."
+            return text + " ¿Quieres otro día u otra hora?"
+        text = "OK, I have not booked anything."
+        if reason:
+            text += f" Reason: {reason}."
+        return text + " Would you like another day or time?"
 
     def taken_text(self, payload: dict[str, Any], lang: Lang) -> str:
         day = dt.date.fromisoformat(payload["date"])

@@ -26,6 +26,7 @@ from service.storage.errors import (
     ThreadExistsError,
     ThreadNotFoundError,
 )
+from service.storage.records import STORED_STATUSES
 
 router = APIRouter(prefix="/threads", tags=["threads"], responses=ERROR_RESPONSES)
 
@@ -56,7 +57,7 @@ def thread_status(state: AppState, record: ThreadRecord, interrupted: bool) -> s
         return "busy"
     if record.status == "error":
         return "error"
-    return "interrupted" if interrupted else "idle"
+    return "interrupted" if interrupted or record.status == "interrupted" else "idle"
 
 
 def thread_body(
@@ -102,12 +103,12 @@ async def create_thread(body: ThreadCreate, state: State, caller: Caller) -> dic
 @router.post("/search", operation_id="search_threads")
 async def search_threads(body: ThreadSearch, state: State, caller: Caller) -> list[dict[str, Any]]:
     check_metadata(body.metadata, state.settings, "metadata filter")
-    stored_status = body.status if body.status in ("idle", "error") else None
+    stored_status = body.status if body.status in STORED_STATUSES else None
     records = await state.persistence.search_threads(
         owner_metadata(caller, body.metadata), stored_status, body.limit, body.offset
     )
     found = [thread_body(r, thread_status(state, r, False)) for r in records]
-    if body.status in ("busy", "interrupted"):
+    if body.status in ("busy", "idle"):  # a stored idle thread may be busy right now
         found = [t for t in found if t["status"] == body.status]
     return found
 

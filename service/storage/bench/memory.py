@@ -64,6 +64,10 @@ class MemoryPersistence:
         if record := self._threads.get(thread_id):
             record.status, record.error = "error", error
 
+    async def mark_interrupted(self, thread_id: str) -> None:
+        if record := self._threads.get(thread_id):
+            record.updated_at, record.status, record.error = utcnow_iso(), "interrupted", None
+
     async def touch(self, thread_id: str) -> None:
         if record := self._threads.get(thread_id):
             record.updated_at, record.status, record.error = utcnow_iso(), "idle", None

@@ -193,6 +193,13 @@ class StockSqlitePersistence:
             (error[:2000], utcnow_iso(), thread_id),
         )
 
+    async def mark_interrupted(self, thread_id: str) -> None:
+        await self._write(
+            "UPDATE threads SET status = 'interrupted', error = NULL, updated_at = ? "
+            "WHERE thread_id = ?",
+            (utcnow_iso(), thread_id),
+        )
+
     async def prune_threads(self, thread_ids: list[str], strategy: PruneStrategy) -> int:
         pruned = 0
         for thread_id in thread_ids:

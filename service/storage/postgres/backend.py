@@ -163,6 +163,17 @@ class PostgresPersistence:
         )
         self.checkpointer.committed()
 
+    async def mark_interrupted(self, thread_id: str) -> None:
+        await self.checkpointer.timed(
+            "thread",
+            self._fetch(
+                "UPDATE threads SET status = 'interrupted', error = NULL, updated_at = now() "
+                "WHERE thread_id = %s RETURNING thread_id",
+                (thread_id,),
+            ),
+        )
+        self.checkpointer.committed()
+
     async def prune_threads(self, thread_ids: list[str], strategy: PruneStrategy) -> int:
         pruned = 0
         for thread_id in thread_ids:

@@ -143,6 +143,19 @@ class SqlitePersistence:
 
         await saver.run_write("thread", mark)
 
+    async def mark_interrupted(self, thread_id: str) -> None:
+        saver = self.checkpointer
+
+        def mark() -> None:
+            with saver.write_transaction() as cur:
+                cur.execute(
+                    "UPDATE threads SET status = 'interrupted', error = NULL, updated_at = ? "
+                    "WHERE thread_id = ?",
+                    (utcnow_iso(), thread_id),
+                )
+
+        await saver.run_write("thread", mark)
+
     async def prune_threads(self, thread_ids: list[str], strategy: PruneStrategy) -> int:
         pruned = 0
         for thread_id in thread_ids:

@@ -217,5 +217,5 @@ def test_dangling_tool_calls_get_a_result_in_the_prompt() -> None:
 
 def test_builder_is_uncompiled(store: BookingStore, settings: Settings) -> None:
     builder = build_graph(ScriptedModel(script=stubborn), build_tools(store, settings), settings)
-    assert set(builder.nodes) == {"agent", "tools", "retry_handler"}
+    assert set(builder.nodes) == {"agent", "tools", "retry_handler", "approval"}
     assert callable(builder.compile)

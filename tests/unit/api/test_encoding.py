@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.types import Interrupt
 from pydantic import BaseModel
 
 from service.api.encoding import encode, json_response
@@ -46,3 +47,9 @@ def test_json_response_carries_the_status_and_media_type() -> None:
     assert response.status_code == 201
     assert response.media_type == "application/json"
     assert json.loads(response.body) == {"ok": True}
+
+
+def test_interrupts_encode_as_langgraph_server_sends_them() -> None:
+    interrupt = Interrupt(value={"question": "book it?"}, id="i1")
+    data = json.loads(encode({"__interrupt__": (interrupt,)}))
+    assert data == {"__interrupt__": [{"value": {"question": "book it?"}, "id": "i1"}]}
