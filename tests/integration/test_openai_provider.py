@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import zoneinfo
 from pathlib import Path
 
 import pytest
@@ -73,3 +76,48 @@ def test_settings_reject_openai_without_key_or_url(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError) as err:
         srv.start(timeout=30)
     assert "OPENAI_API_KEY" in str(err.value)
+
+
+def _bookable_day() -> str:
+    """A Tuesday at least two days ahead, in the salon's time zone."""
+    today = dt.datetime.now(zoneinfo.ZoneInfo("Europe/Madrid")).date()
+    day = today + dt.timedelta(days=2)
+    while day.weekday() != 1:
+        day += dt.timedelta(days=1)
+    return day.isoformat()
+
+
+def test_approval_with_the_openai_provider(openai_server) -> None:
+    """A run asks for approval (config.configurable); the model hears approve and reject."""
+    srv, fake = openai_server
+    client = get_sync_client(url=srv.base_url)
+    config = {"configurable": {"booking_confirmation": "interrupt"}}
+    outcomes = {}
+    for decision, time in (({"type": "approve"}, "10:00"), ({"type": "reject"}, "10:30")):
+        args = {
+            "service": "haircut",
+            "date": _bookable_day(),
+            "time": time,
+            "customer_name": "Eve",
+            "contact": f"eve-{time}@example.com",
+        }
+        tid = client.threads.create()["thread_id"]
+        paused = client.runs.wait(
+            tid,
+            "agent",
+            input={"messages": [{"role": "user", "content": "book " + json.dumps(args)}]},
+            config=config,
+        )
+        [action] = paused["__interrupt__"][0]["value"]["action_requests"]
+        assert action["name"] == "book_appointment" and action["args"] == args
+        done = client.runs.wait(
+            tid, "agent", command={"resume": {"decisions": [decision]}}, config=config
+        )
+        outcomes[decision["type"]] = done["messages"][-1]["content"]
+    assert outcomes["approve"].startswith("Booked, code ")
+    assert outcomes["reject"].startswith("Nothing was booked")
+    # The provider saw a valid history: the rejected call answered by a tool message.
+    last = [r for r in fake.requests if r["path"].endswith("/chat/completions")][-1]
+    roles = [m["role"] for m in last["messages"]]
+    assert roles[-2:] == ["assistant", "tool"]
+    assert json.loads(last["messages"][-1]["content"])["status"] == "declined"

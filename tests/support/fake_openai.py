@@ -2,8 +2,9 @@
 
 It speaks the real wire format (JSON and server-sent-event streaming, tool calls), so
 langchain-openai talks real HTTP to it. Its "model": when the user asks about services
-and no tool result is there yet, call `list_services`; after a tool result, answer
-with the services it got; otherwise echo a short answer. Every request is recorded.
+and no tool result is there yet, call `list_services`; on "book {json}", call
+`book_appointment` with those arguments; after a tool result, answer with what it got;
+otherwise echo a short answer. Every request is recorded.
 """
 
 from __future__ import annotations
@@ -16,26 +17,43 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+def _tool_call(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": f"call_{uuid.uuid4().hex[:12]}",
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(args)},
+            }
+        ],
+    }
+
+
+def _answer_tool(payload: dict[str, Any]) -> str:
+    if "services" in payload:
+        services = payload["services"]
+        names = ", ".join(s["name"] if isinstance(s, dict) else str(s) for s in services)
+        return f"We offer: {names}."
+    if payload.get("status") == "confirmed":
+        return f"Booked, code {payload['confirmation_code']}."
+    if payload.get("status") == "declined":
+        return f"Nothing was booked ({payload.get('reason') or 'no reason given'})."
+    return f"The tool said: {payload.get('status')}."
+
+
 def _reply(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> dict[str, Any]:
     last = messages[-1]
     tool_names = {t["function"]["name"] for t in tools}
     if last["role"] == "tool":
-        services = json.loads(last["content"]).get("services", [])
-        names = ", ".join(s["name"] if isinstance(s, dict) else str(s) for s in services)
-        return {"role": "assistant", "content": f"We offer: {names}."}
-    text = str(last.get("content", "")).lower()
-    if "service" in text and "list_services" in tool_names:
-        return {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [
-                {
-                    "id": f"call_{uuid.uuid4().hex[:12]}",
-                    "type": "function",
-                    "function": {"name": "list_services", "arguments": "{}"},
-                }
-            ],
-        }
+        return {"role": "assistant", "content": _answer_tool(json.loads(last["content"]))}
+    text = str(last.get("content", ""))
+    # "book {json args}": call book_appointment with those arguments.
+    if text.startswith("book {") and "book_appointment" in tool_names:
+        return _tool_call("book_appointment", json.loads(text[len("book ") :]))
+    if "service" in text.lower() and "list_services" in tool_names:
+        return _tool_call("list_services", {})
     return {"role": "assistant", "content": "Hello from the local model."}
 
 
