@@ -27,6 +27,7 @@ from service.storage.errors import (
     StorageUnavailableError,
     ThreadExistsError,
     ThreadNotFoundError,
+    UnsupportedByBackendError,
 )
 from service.storage.locks import ThreadBusyError, ThreadWaitTimeoutError
 
@@ -74,6 +75,7 @@ ERROR_TABLE: list[tuple[type[BaseException], int, Detail, Callable[[Any], dict] 
     (RunTooLargeError, 413, _message, None),
     (CommandTooLargeError, 413, _message, None),
     (CommandError, 422, _message, None),
+    (UnsupportedByBackendError, 422, lambda exc: f"not supported by this backend: {exc}", None),
     (RunInputError, 422, _message, None),
     # Nobody reads this; 499 (nginx's "client closed request") keeps it apart in metrics.
     (ClientGoneError, 499, _message, None),

@@ -119,17 +119,34 @@ class ThreadCreate(_Strict):
         return None if value is None else check_thread_id(value)
 
 
-class ThreadSearch(_Strict):
+ThreadField = Literal[
+    "thread_id", "created_at", "updated_at", "metadata", "status", "values", "interrupts", "error"
+]
+ThreadStatusName = Literal["idle", "busy", "interrupted", "error"]
+
+
+class ThreadCount(_Strict):
+    """`POST /threads/count`: the filters of a search."""
+
     metadata: MetadataFilter = Field(default_factory=dict)
-    values: dict[str, Any] | None = None
+    values: Annotated[dict[str, Any], Field(max_length=MAX_FILTER_KEYS)] | None = None
     ids: Annotated[list[ThreadIdText], Field(max_length=1000)] | None = None
-    status: Literal["idle", "busy", "interrupted", "error"] | None = None
+    status: ThreadStatusName | None = None
+
+
+class ThreadSearch(ThreadCount):
     limit: int = Field(10, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=1_000_000)
-    sort_by: str | None = None
-    sort_order: str | None = None
-    select: list[str] | None = None
+    sort_by: Literal["thread_id", "status", "created_at", "updated_at"] | None = None
+    sort_order: Literal["asc", "desc"] | None = None
+    select: Annotated[list[ThreadField], Field(min_length=1, max_length=8)] | None = None
     extract: dict[str, Any] | None = None
+
+
+class ThreadPatch(_Strict):
+    """`PATCH /threads/{id}`: metadata merged into the thread's (top-level keys)."""
+
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class ThreadPrune(_Strict):

@@ -33,6 +33,28 @@ def metadata_matches(metadata: dict[str, Any], wanted: dict[str, Any]) -> bool:
     return all(metadata.get(key) == value for key, value in wanted.items())
 
 
+SortBy = Literal["thread_id", "status", "created_at", "updated_at"]
+SortOrder = Literal["asc", "desc"]
+
+
+@dataclass
+class ThreadQuery:
+    """Which thread records a search or count wants, and in what order."""
+
+    metadata: dict[str, Any] = field(default_factory=dict)
+    status: str | None = None  # a stored status: idle, interrupted or error
+    ids: list[str] | None = None
+    sort_by: SortBy = "updated_at"
+    sort_order: SortOrder = "desc"
+
+    def matches(self, record: ThreadRecord) -> bool:
+        return (
+            metadata_matches(record.metadata, self.metadata)
+            and (self.status is None or record.status == self.status)
+            and (self.ids is None or record.thread_id in self.ids)
+        )
+
+
 class Persistence(Protocol):
     """One backend: its checkpointer, its guard and its thread records."""
 
@@ -49,8 +71,20 @@ class Persistence(Protocol):
     async def get_thread(self, thread_id: str) -> ThreadRecord | None: ...
 
     async def search_threads(
-        self, metadata: dict[str, Any], status: str | None, limit: int, offset: int
+        self, query: ThreadQuery, limit: int, offset: int
     ) -> list[ThreadRecord]: ...
+
+    async def count_threads(self, query: ThreadQuery) -> int: ...
+
+    async def update_thread_metadata(
+        self, thread_id: str, metadata: dict[str, Any]
+    ) -> ThreadRecord | None:
+        """Merge `metadata` into the thread's (top-level keys); None if there is no thread."""
+        ...
+
+    async def copy_thread(self, source_id: str, target_id: str) -> ThreadRecord:
+        """A new thread with the source's checkpoints and metadata (hold the source first)."""
+        ...
 
     async def delete_thread(self, thread_id: str) -> bool: ...
 

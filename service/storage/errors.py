@@ -25,3 +25,7 @@ class CheckpointNotFoundError(LookupError):
 
 class ThreadExistsError(ValueError):
     """A thread with this id already exists (POST /threads with if_exists=raise)."""
+
+
+class UnsupportedByBackendError(Exception):
+    """This backend (a benchmark one) does not offer the operation (422)."""

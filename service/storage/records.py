@@ -12,10 +12,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from service.storage.base import ThreadRecord
+from service.storage.base import ThreadQuery, ThreadRecord
 
 THREAD_COLUMNS = "thread_id, created_at, updated_at, metadata, status, error"
-SEARCH_ORDER = "ORDER BY updated_at DESC, thread_id"
+SORT_COLUMNS = ("thread_id", "status", "created_at", "updated_at")
 PRUNE_STRATEGIES = ("keep_latest", "delete")
 # What a thread record holds; `busy` is the guard's, never stored.
 STORED_STATUSES = ("idle", "interrupted", "error")
@@ -54,12 +54,24 @@ def thread_record(
     )
 
 
-def search_where(
-    metadata: dict[str, Any], status: str | None, condition: FilterSql, mark: str
-) -> tuple[str, list[Any]]:
+def search_order(query: ThreadQuery) -> str:
+    """ORDER BY for a search: a whitelisted column, ties broken by thread id."""
+    if query.sort_by not in SORT_COLUMNS or query.sort_order not in ("asc", "desc"):
+        raise ValueError(f"cannot sort by {query.sort_by!r} {query.sort_order!r}")
+    order = f"ORDER BY {query.sort_by} {query.sort_order.upper()}"
+    return order if query.sort_by == "thread_id" else f"{order}, thread_id"
+
+
+def search_where(query: ThreadQuery, condition: FilterSql, mark: str) -> tuple[str, list[Any]]:
     """The WHERE clause of a thread search and its parameters (`mark`: `?` or `%s`)."""
     where: list[str] = []
     params: list[Any] = []
+    metadata, status = query.metadata, query.status
+    if query.ids is not None:
+        if not query.ids:
+            return "WHERE 1 = 0", []
+        where.append(f"thread_id IN ({', '.join([mark] * len(query.ids))})")
+        params.extend(query.ids)
     for key, value in metadata.items():
         if not METADATA_KEY.fullmatch(key):
             raise ValueError(f"metadata filter key {key!r} is not allowed")

@@ -35,6 +35,10 @@ def endpoints(thread_id: str) -> list[tuple[str, str, dict | None]]:
         ("POST", f"/threads/{thread_id}/history", {"limit": 5}),
         ("POST", f"/threads/{thread_id}/runs/wait", {"assistant_id": "agent", "input": MSG}),
         ("POST", f"/threads/{thread_id}/runs/stream", {"assistant_id": "agent", "input": MSG}),
+        ("PATCH", f"/threads/{thread_id}", {"metadata": {"owner": "bob", "topic": "taken"}}),
+        ("POST", f"/threads/{thread_id}/copy", None),
+        ("POST", f"/threads/{thread_id}/state", {"values": {"tool_retries": 0}}),
+        ("GET", f"/threads/{thread_id}/state/{thread_id}", None),
         ("POST", "/threads/prune", {"thread_ids": [thread_id], "strategy": "delete"}),
         ("DELETE", f"/threads/{thread_id}", None),
     ]
@@ -87,6 +91,8 @@ def test_another_owners_thread_is_404_everywhere(secured: ServerProcess) -> None
     # Nothing changed for alice: still there, one turn, not deleted or pruned.
     state = alice.threads.get_state(tid)
     assert [m["content"] for m in state["values"]["messages"] if m["type"] == "human"] == ["hola"]
+    assert alice.threads.get(tid)["metadata"] == {"topic": "mine", "owner": "alice"}
+    assert alice.threads.count(metadata={"topic": "mine"}) >= 1
     # Bob cannot take over alice's id by creating or running on it.
     assert (
         call(
@@ -109,6 +115,12 @@ def test_search_lists_only_own_threads(secured: ServerProcess) -> None:
     spoofed = bob.threads.search(metadata={"owner": "alice"})
     assert all(t["metadata"]["owner"] == "bob" for t in spoofed)
     assert a not in {t["thread_id"] for t in bob.threads.search(limit=1000)}
+    assert alice.threads.count(metadata={"color": "red"}) == 1
+    assert bob.threads.count(metadata={"color": "red"}) == 1
+    assert bob.threads.search(ids=[a]) == []
+    # An owner cannot give a thread away by patching the owner key.
+    patched = alice.threads.update(a, metadata={"owner": "bob", "color": "blue"})
+    assert patched["metadata"] == {"color": "blue", "owner": "alice"}
 
 
 def test_the_schema_needs_a_key_and_the_docs_are_off(secured: ServerProcess) -> None:

@@ -5,18 +5,21 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from service.api.auth import OWNER_KEY, Caller, Principal
 from service.api.deps import AppState, State, ThreadId
 from service.api.encoding import json_response
 from service.api.limits import check_metadata
+from service.api.thread_listing import ThreadLister, select_fields, wants_values
 from service.runs.serialize import snapshot_to_state, to_jsonable
 from service.schemas.models import (
     ERROR_RESPONSES,
     HistoryRequest,
     StateAtCheckpoint,
+    ThreadCount,
     ThreadCreate,
+    ThreadPatch,
     ThreadPrune,
     ThreadSearch,
 )
@@ -26,7 +29,6 @@ from service.storage.errors import (
     ThreadExistsError,
     ThreadNotFoundError,
 )
-from service.storage.records import STORED_STATUSES
 
 router = APIRouter(prefix="/threads", tags=["threads"], responses=ERROR_RESPONSES)
 
@@ -100,17 +102,36 @@ async def create_thread(body: ThreadCreate, state: State, caller: Caller) -> dic
     return thread_body(record, thread_status(state, record, False))
 
 
-@router.post("/search", operation_id="search_threads")
-async def search_threads(body: ThreadSearch, state: State, caller: Caller) -> list[dict[str, Any]]:
+async def state_body(state: AppState, record: ThreadRecord) -> dict[str, Any]:
+    """The thread with its latest values and pending interrupts (one state read)."""
+    snapshot = await state.graph.aget_state(_config(record.thread_id))
+    interrupts = {task.id: to_jsonable(list(task.interrupts)) for task in snapshot.tasks}
+    interrupts = {key: value for key, value in interrupts.items() if value}
+    status = thread_status(state, record, bool(interrupts))
+    return thread_body(record, status, snapshot.values, interrupts)
+
+
+def _lister(state: AppState, caller: Principal, body: ThreadCount) -> ThreadLister:
     check_metadata(body.metadata, state.settings, "metadata filter")
-    stored_status = body.status if body.status in STORED_STATUSES else None
-    records = await state.persistence.search_threads(
-        owner_metadata(caller, body.metadata), stored_status, body.limit, body.offset
-    )
-    found = [thread_body(r, thread_status(state, r, False)) for r in records]
-    if body.status in ("busy", "idle"):  # a stored idle thread may be busy right now
-        found = [t for t in found if t["status"] == body.status]
-    return found
+    if body.values:
+        check_metadata(body.values, state.settings, "values filter")
+    return ThreadLister(state, body, owner_metadata(caller, body.metadata))
+
+
+@router.post("/search", operation_id="search_threads", response_model=list[dict[str, Any]])
+async def search_threads(body: ThreadSearch, state: State, caller: Caller) -> Response:
+    """Filters, order and paging as LangGraph Server's; each thread with its values."""
+    records = await _lister(state, caller, body).search(body.limit, body.offset)
+    if wants_values(body):
+        found = [await state_body(state, record) for record in records]
+    else:
+        found = [thread_body(r, thread_status(state, r, False)) for r in records]
+    return json_response([select_fields(item, body) for item in found])
+
+
+@router.post("/count", operation_id="count_threads", response_model=int)
+async def count_threads(body: ThreadCount, state: State, caller: Caller) -> int:
+    return await _lister(state, caller, body).count()
 
 
 @router.post("/prune", operation_id="prune_threads")
@@ -134,14 +155,42 @@ async def prune_threads(body: ThreadPrune, state: State, caller: Caller) -> dict
 @router.get("/{thread_id}", operation_id="get_thread", response_model=dict[str, Any])
 async def get_thread(thread_id: ThreadId, state: State, caller: Caller) -> Response:
     record = await owned_thread(state, caller, thread_id)
-    snapshot = await state.graph.aget_state(_config(thread_id))
-    interrupts = {task.id: to_jsonable(list(task.interrupts)) for task in snapshot.tasks}
-    interrupts = {key: value for key, value in interrupts.items() if value}
-    return json_response(
-        thread_body(
-            record, thread_status(state, record, bool(interrupts)), snapshot.values, interrupts
-        )
-    )
+    return json_response(await state_body(state, record))
+
+
+@router.patch(
+    "/{thread_id}",
+    operation_id="patch_thread",
+    response_model=dict[str, Any],
+    responses={204: {"description": "Updated (`Prefer: return=minimal`)"}},
+)
+async def patch_thread(
+    thread_id: ThreadId, body: ThreadPatch, state: State, caller: Caller, request: Request
+) -> Response:
+    """Merge `metadata` into the thread's (top-level keys, as LangGraph Server does)."""
+    await owned_thread(state, caller, thread_id)
+    patch = owner_metadata(caller, body.metadata)
+    check_metadata(patch, state.settings)
+    record = await state.persistence.update_thread_metadata(thread_id, patch)
+    if record is None:
+        raise ThreadNotFoundError(thread_id)
+    if "return=minimal" in request.headers.get("prefer", ""):
+        return Response(status_code=204)
+    return json_response(await state_body(state, record))
+
+
+@router.post("/{thread_id}/copy", operation_id="copy_thread", response_model=dict[str, Any])
+async def copy_thread(thread_id: ThreadId, state: State, caller: Caller) -> Response:
+    """A new thread with this one's checkpoints and metadata; waits for a run in flight."""
+    await owned_thread(state, caller, thread_id)
+    target = str(uuid.uuid4())
+    async with state.persistence.guard.hold(
+        thread_id, wait=True, timeout_s=state.settings.enqueue_timeout_s
+    ):
+        if await state.persistence.get_thread(thread_id) is None:
+            raise ThreadNotFoundError(thread_id)
+        record = await state.persistence.copy_thread(thread_id, target)
+    return json_response(await state_body(state, record))
 
 
 @router.delete("/{thread_id}", status_code=204, operation_id="delete_thread")

@@ -13,10 +13,14 @@ from typing import Any
 from langgraph.checkpoint.memory import InMemorySaver
 
 from service.settings import Settings
-from service.storage.base import IfExists, PruneStrategy, ThreadRecord, metadata_matches
+from service.storage.base import IfExists, PruneStrategy, ThreadQuery, ThreadRecord
 from service.storage.errors import ThreadExistsError
 from service.storage.locks import FileLockGuard
 from service.storage.records import utcnow_iso
+
+
+def _thread_id(record: ThreadRecord) -> str:
+    return record.thread_id
 
 
 class MemoryPersistence:
@@ -46,15 +50,28 @@ class MemoryPersistence:
         return self._threads.get(thread_id)
 
     async def search_threads(
-        self, metadata: dict[str, Any], status: str | None, limit: int, offset: int
+        self, query: ThreadQuery, limit: int, offset: int
     ) -> list[ThreadRecord]:
-        found = [
-            t
-            for t in self._threads.values()
-            if metadata_matches(t.metadata, metadata) and (status is None or t.status == status)
-        ]
-        found.sort(key=lambda t: t.updated_at, reverse=True)
+        found = sorted((t for t in self._threads.values() if query.matches(t)), key=_thread_id)
+        found.sort(key=lambda t: getattr(t, query.sort_by), reverse=query.sort_order == "desc")
         return found[offset : offset + limit]
+
+    async def count_threads(self, query: ThreadQuery) -> int:
+        return sum(1 for t in self._threads.values() if query.matches(t))
+
+    async def update_thread_metadata(
+        self, thread_id: str, metadata: dict[str, Any]
+    ) -> ThreadRecord | None:
+        if record := self._threads.get(thread_id):
+            record.metadata = {**record.metadata, **metadata}
+            record.updated_at = utcnow_iso()
+        return record
+
+    async def copy_thread(self, source_id: str, target_id: str) -> ThreadRecord:
+        await self.checkpointer.acopy_thread(source_id, target_id)
+        source = self._threads[source_id]
+        record, _ = await self.create_thread(target_id, dict(source.metadata), "do_nothing")
+        return record
 
     async def delete_thread(self, thread_id: str) -> bool:
         await self.checkpointer.adelete_thread(thread_id)

@@ -33,12 +33,12 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from service.observability import metrics
 from service.settings import Settings
-from service.storage.base import IfExists, PruneStrategy, ThreadRecord
-from service.storage.errors import ThreadExistsError
+from service.storage.base import IfExists, PruneStrategy, ThreadQuery, ThreadRecord
+from service.storage.errors import ThreadExistsError, UnsupportedByBackendError
 from service.storage.locks import FileLockGuard
 from service.storage.records import (
-    SEARCH_ORDER,
     THREAD_COLUMNS,
+    search_order,
     search_where,
     sqlite_filter,
     thread_record,
@@ -173,14 +173,37 @@ class StockSqlitePersistence:
         )
 
     async def search_threads(
-        self, metadata: dict[str, Any], status: str | None, limit: int, offset: int
+        self, query: ThreadQuery, limit: int, offset: int
     ) -> list[ThreadRecord]:
-        clause, params = search_where(metadata, status, sqlite_filter, "?")
+        clause, params = search_where(query, sqlite_filter, "?")
         rows = await self._read(
-            f"SELECT {THREAD_COLUMNS} FROM threads {clause} {SEARCH_ORDER} LIMIT ? OFFSET ?",
+            f"SELECT {THREAD_COLUMNS} FROM threads {clause} {search_order(query)} LIMIT ? OFFSET ?",
             (*params, limit, offset),
         )
         return [thread_record(*row) for row in rows]
+
+    async def count_threads(self, query: ThreadQuery) -> int:
+        clause, params = search_where(query, sqlite_filter, "?")
+        [(count,)] = await self._read(f"SELECT count(*) FROM threads {clause}", params)
+        return int(count)
+
+    async def update_thread_metadata(
+        self, thread_id: str, metadata: dict[str, Any]
+    ) -> ThreadRecord | None:
+        record = await self.get_thread(thread_id)
+        if record is None:
+            return None
+        record.metadata = {**record.metadata, **metadata}
+        record.updated_at = utcnow_iso()
+        await self._write(
+            "UPDATE threads SET metadata = ?, updated_at = ? WHERE thread_id = ?",
+            (json.dumps(record.metadata, ensure_ascii=False), record.updated_at, thread_id),
+        )
+        return record
+
+    async def copy_thread(self, source_id: str, target_id: str) -> ThreadRecord:
+        """The stock saver cannot copy a thread; the benchmark never asks it to."""
+        raise UnsupportedByBackendError("copying a thread (the stock SQLite benchmark backend)")
 
     async def delete_thread(self, thread_id: str) -> bool:
         existed = await self._write("DELETE FROM threads WHERE thread_id = ?", (thread_id,)) > 0

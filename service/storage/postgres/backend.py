@@ -15,15 +15,15 @@ from psycopg.types.json import Jsonb
 
 from service.observability import metrics
 from service.settings import Settings
-from service.storage.base import IfExists, PruneStrategy, ThreadRecord
+from service.storage.base import IfExists, PruneStrategy, ThreadQuery, ThreadRecord
 from service.storage.errors import ThreadExistsError
 from service.storage.postgres.guard import PostgresAdvisoryGuard, unlock_all
 from service.storage.postgres.maintenance import PostgresMaintenance
 from service.storage.postgres.pool import new_pool, pool_stats, pooled, redacted
 from service.storage.postgres.saver import DELETE_THREAD_SQL, PostgresCheckpointer
 from service.storage.records import (
-    SEARCH_ORDER,
     THREAD_COLUMNS,
+    search_order,
     search_where,
     thread_record,
 )
@@ -125,17 +125,45 @@ class PostgresPersistence:
         return _record(rows[0]) if rows else None
 
     async def search_threads(
-        self, metadata: dict[str, Any], status: str | None, limit: int, offset: int
+        self, query: ThreadQuery, limit: int, offset: int
     ) -> list[ThreadRecord]:
-        clause, params = search_where(metadata, status, _metadata_filter, "%s")
+        clause, params = search_where(query, _metadata_filter, "%s")
         rows = await self.checkpointer.timed(
             "thread",
             self._fetch(
-                f"SELECT {THREAD_COLUMNS} FROM threads {clause} {SEARCH_ORDER} LIMIT %s OFFSET %s",
+                f"SELECT {THREAD_COLUMNS} FROM threads {clause} {search_order(query)} "
+                "LIMIT %s OFFSET %s",
                 (*params, limit, offset),
             ),
         )
         return [_record(row) for row in rows]
+
+    async def count_threads(self, query: ThreadQuery) -> int:
+        clause, params = search_where(query, _metadata_filter, "%s")
+        rows = await self.checkpointer.timed(
+            "thread", self._fetch(f"SELECT count(*) AS n FROM threads {clause}", params)
+        )
+        return int(rows[0]["n"])
+
+    async def update_thread_metadata(
+        self, thread_id: str, metadata: dict[str, Any]
+    ) -> ThreadRecord | None:
+        rows = await self.checkpointer.timed(
+            "thread",
+            self._fetch(
+                "UPDATE threads SET metadata = metadata || %s, updated_at = now() "
+                f"WHERE thread_id = %s RETURNING {THREAD_COLUMNS}",
+                (Jsonb(metadata), thread_id),
+            ),
+        )
+        self.checkpointer.committed()
+        return _record(rows[0]) if rows else None
+
+    async def copy_thread(self, source_id: str, target_id: str) -> ThreadRecord:
+        await self.checkpointer.acopy_thread(source_id, target_id)
+        record = await self.get_thread(target_id)
+        assert record is not None
+        return record
 
     async def delete_thread(self, thread_id: str) -> bool:
         async def delete() -> bool:

@@ -10,12 +10,12 @@ from typing import Any
 
 from service.observability import metrics
 from service.settings import Settings
-from service.storage.base import IfExists, PruneStrategy, ThreadRecord
+from service.storage.base import IfExists, PruneStrategy, ThreadQuery, ThreadRecord
 from service.storage.errors import StorageUnavailableError, ThreadExistsError
 from service.storage.locks import FileLockGuard
 from service.storage.records import (
-    SEARCH_ORDER,
     THREAD_COLUMNS,
+    search_order,
     search_where,
     sqlite_filter,
     thread_record,
@@ -115,16 +115,52 @@ class SqlitePersistence:
         return thread_record(*row) if row else None
 
     async def search_threads(
-        self, metadata: dict[str, Any], status: str | None, limit: int, offset: int
+        self, query: ThreadQuery, limit: int, offset: int
     ) -> list[ThreadRecord]:
-        clause, params = search_where(metadata, status, sqlite_filter, "?")
+        clause, params = search_where(query, sqlite_filter, "?")
         rows = await self.checkpointer.run_read(
             "thread",
             self.checkpointer.read_all,
-            f"SELECT {THREAD_COLUMNS} FROM threads {clause} {SEARCH_ORDER} LIMIT ? OFFSET ?",
+            f"SELECT {THREAD_COLUMNS} FROM threads {clause} {search_order(query)} LIMIT ? OFFSET ?",
             (*params, limit, offset),
         )
         return [thread_record(*row) for row in rows]
+
+    async def count_threads(self, query: ThreadQuery) -> int:
+        clause, params = search_where(query, sqlite_filter, "?")
+        row = await self.checkpointer.run_read(
+            "thread", self.checkpointer.read_one, f"SELECT count(*) FROM threads {clause}", params
+        )
+        return int(row[0])
+
+    async def update_thread_metadata(
+        self, thread_id: str, metadata: dict[str, Any]
+    ) -> ThreadRecord | None:
+        saver = self.checkpointer
+
+        def merge() -> ThreadRecord | None:
+            with saver.write_transaction() as cur:
+                row = cur.execute(
+                    f"SELECT {THREAD_COLUMNS} FROM threads WHERE thread_id = ?", (thread_id,)
+                ).fetchone()
+                if row is None:
+                    return None
+                record = thread_record(*row)
+                record.metadata = {**record.metadata, **metadata}
+                record.updated_at = utcnow_iso()
+                cur.execute(
+                    "UPDATE threads SET metadata = ?, updated_at = ? WHERE thread_id = ?",
+                    (json.dumps(record.metadata, ensure_ascii=False), record.updated_at, thread_id),
+                )
+            return record
+
+        return await saver.run_write("thread", merge)
+
+    async def copy_thread(self, source_id: str, target_id: str) -> ThreadRecord:
+        await self.checkpointer.acopy_thread(source_id, target_id)
+        record = await self.get_thread(target_id)
+        assert record is not None
+        return record
 
     async def delete_thread(self, thread_id: str) -> bool:
         saver = self.checkpointer
