@@ -197,6 +197,12 @@ SQLITE_FILE_BYTES = Gauge(
     ["file"],
     multiprocess_mode="mostrecent",
 )
+THREADS_BY_STATUS = Gauge(
+    f"{PREFIX}_threads",
+    "Threads by stored status: interrupted (waiting for a person's approval) or error.",
+    ["status"],
+    multiprocess_mode="mostrecent",
+)
 SQLITE_FREELIST_PAGES = Gauge(
     f"{PREFIX}_sqlite_freelist_pages",
     "Unused pages in the SQLite database file.",

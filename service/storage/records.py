@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from service.observability import metrics
 from service.storage.base import ThreadQuery, ThreadRecord
 
 THREAD_COLUMNS = "thread_id, created_at, updated_at, metadata, status, error"
@@ -82,6 +83,19 @@ def search_where(query: ThreadQuery, condition: FilterSql, mark: str) -> tuple[s
         where.append(f"status = {mark}")
         params.append(status)
     return ("WHERE " + " AND ".join(where)) if where else "", params
+
+
+# Threads waiting for a person (interrupted) or left in error, for the status gauge;
+# the partial index `threads_not_idle` keeps it cheap however many threads are idle.
+STATUS_COUNTS_SQL = (
+    "SELECT status, count(*) AS n FROM threads WHERE status <> 'idle' GROUP BY status"
+)
+GAUGED_STATUSES = ("interrupted", "error")
+
+
+def set_status_gauges(counts: dict[str, int]) -> None:
+    for status in GAUGED_STATUSES:
+        metrics.THREADS_BY_STATUS.labels(status=status).set(counts.get(status, 0))
 
 
 def sqlite_filter(key: str, value: Any) -> tuple[str, list[Any]]:

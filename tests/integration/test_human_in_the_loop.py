@@ -8,6 +8,7 @@ thread reports `interrupted` and its pending request until a run resumes it with
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,6 +62,21 @@ def tool_payloads(values: dict[str, Any], name: str = "book_appointment") -> lis
     ]
 
 
+def interrupted_gauge(server: ServerProcess) -> float:
+    """`booking_agent_threads{status="interrupted"}`, once a worker has refreshed it."""
+    deadline = time.monotonic() + 12  # PostgreSQL workers refresh it every 5 s
+    while True:
+        text = httpx.get(f"{server.base_url}/metrics").text
+        values = [
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith('booking_agent_threads{status="interrupted"}')
+        ]
+        if (values and values[0] >= 1) or time.monotonic() > deadline:
+            return values[0] if values else 0.0
+        time.sleep(0.5)
+
+
 def history_size(client: Any, thread_id: str) -> int:
     return len(client.threads.get_history(thread_id, limit=1000))
 
@@ -93,6 +109,7 @@ def test_a_booking_waits_for_approval_and_approve_books_once(
     found = client.threads.search(status="interrupted", limit=1000)
     assert thread_id in [t["thread_id"] for t in found]
     assert tool_payloads(state["values"]) == []  # nothing booked yet
+    assert interrupted_gauge(approval_server) >= 1
 
     done = client.runs.wait(thread_id, "agent", command={"resume": APPROVE})
     assert "__interrupt__" not in done

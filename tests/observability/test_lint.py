@@ -127,5 +127,6 @@ def test_panel_ids_are_unique_and_cover_the_topics() -> None:
         "booking_agent_worker_up",
         "sum by (action) (rate(booking_agent_run_client_disconnects_total",
         "sum by (phase) (rate(booking_agent_http_read_timeouts_total",
+        "max by (status) (booking_agent_threads",
     ):
         assert needle in exprs, needle

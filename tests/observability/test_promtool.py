@@ -124,7 +124,12 @@ def test_alerts_fire_on_synthetic_series(tmp_path: Path) -> None:
                     {
                         "series": "booking_agent_run_duration_seconds_count"
                         f'{{{INSTANCE}, outcome="success"}}',
-                        "values": "0+90x20",
+                        "values": "0+80x20",
+                    },
+                    {  # waiting for approval is not a failure: still 10 %, not 20 %
+                        "series": "booking_agent_run_duration_seconds_count"
+                        f'{{{INSTANCE}, outcome="interrupted"}}',
+                        "values": "0+10x20",
                     },
                     {
                         "series": "booking_agent_run_duration_seconds_count"

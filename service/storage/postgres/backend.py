@@ -22,9 +22,11 @@ from service.storage.postgres.maintenance import PostgresMaintenance
 from service.storage.postgres.pool import new_pool, pool_stats, pooled, redacted
 from service.storage.postgres.saver import DELETE_THREAD_SQL, PostgresCheckpointer
 from service.storage.records import (
+    STATUS_COUNTS_SQL,
     THREAD_COLUMNS,
     search_order,
     search_where,
+    set_status_gauges,
     thread_record,
 )
 
@@ -79,6 +81,9 @@ class PostgresPersistence:
         """Each worker's pool gauges stay fresh between scrapes answered by other workers."""
         while True:
             self.refresh_gauges()
+            with contextlib.suppress(Exception):  # a gauge must never take the worker down
+                rows = await self._fetch(STATUS_COUNTS_SQL)
+                set_status_gauges({row["status"]: row["n"] for row in rows})
             await asyncio.sleep(GAUGE_INTERVAL_S)
 
     def refresh_gauges(self) -> None:

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS threads (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS threads_updated_at ON threads (updated_at);
+CREATE INDEX IF NOT EXISTS threads_not_idle ON threads (status) WHERE status <> 'idle';
 """
 # Threads written by a plain LangGraph script become visible to the thread API.
 BACKFILL_SQL = """

@@ -14,9 +14,11 @@ from service.storage.base import IfExists, PruneStrategy, ThreadQuery, ThreadRec
 from service.storage.errors import StorageUnavailableError, ThreadExistsError
 from service.storage.locks import FileLockGuard
 from service.storage.records import (
+    STATUS_COUNTS_SQL,
     THREAD_COLUMNS,
     search_order,
     search_where,
+    set_status_gauges,
     sqlite_filter,
     thread_record,
     utcnow_iso,
@@ -238,10 +240,12 @@ class SqlitePersistence:
             with saver.lock:
                 freelist = saver.conn.execute("PRAGMA freelist_count").fetchone()[0]
                 page_size = saver.conn.execute("PRAGMA page_size").fetchone()[0]
+                counts = dict(saver.conn.execute(STATUS_COUNTS_SQL).fetchall())
             metrics.SQLITE_FREELIST_PAGES.set(freelist)
             metrics.SQLITE_PAGE_SIZE.set(page_size)
+            set_status_gauges(counts)
         except Exception:
-            log.warning("could not read SQLite page counts", exc_info=True)
+            log.warning("could not read SQLite page and thread counts", exc_info=True)
 
     def info(self) -> dict[str, Any]:
         return {

@@ -25,7 +25,8 @@ from service.storage.sqlite.driver import DatabaseError, connect, immediate, sto
 log = logging.getLogger(__name__)
 
 # 2: message links (`checkpoint_messages`, `checkpoints.messages_head`), full history.
-SCHEMA_VERSION = 2
+# 3: an index of the threads that are not idle (interrupted, error), for the gauges.
+SCHEMA_VERSION = 3
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -72,6 +73,7 @@ CREATE TABLE IF NOT EXISTS threads (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS threads_updated_at ON threads (updated_at);
+CREATE INDEX IF NOT EXISTS threads_not_idle ON threads (status) WHERE status <> 'idle';
 CREATE TABLE IF NOT EXISTS service_leases (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
