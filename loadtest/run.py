@@ -116,7 +116,13 @@ def server_facts(base_url: str) -> dict[str, float]:
         ),
         "guard waits (enqueue)": promtext.total(samples, "booking_agent_thread_guard_waits_total"),
         "runs failed": promtext.total(samples, "booking_agent_run_duration_seconds_count")
-        - promtext.total(samples, "booking_agent_run_duration_seconds_count", outcome="success"),
+        - promtext.total(samples, "booking_agent_run_duration_seconds_count", outcome="success")
+        - promtext.total(
+            samples, "booking_agent_run_duration_seconds_count", outcome="interrupted"
+        ),
+        "runs waiting for approval": promtext.total(
+            samples, "booking_agent_run_duration_seconds_count", outcome="interrupted"
+        ),
         "checkpoint put p99 ms": promtext.quantile(0.99, put) * 1000,
         "write transactions": promtext.total(
             samples, "booking_agent_storage_write_transactions_total"

@@ -46,6 +46,7 @@ NAMES = (
 _CODE = re.compile(r"(?:confirmation code is|código de confirmación es) ([A-Z0-9]{6})")
 _TAKEN = re.compile(r"already taken|ya están ocupadas")
 _CANCELLED = re.compile(r"is cancelled|he cancelado")
+_DECLINED = re.compile(r"have not booked anything|no he reservado nada")
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,10 @@ def is_taken(reply: str) -> bool:
 
 def is_cancelled(reply: str) -> bool:
     return bool(_CANCELLED.search(reply))
+
+
+def is_declined(reply: str) -> bool:
+    return bool(_DECLINED.search(reply))
 
 
 def last_ai_text(values: object) -> str | None:

@@ -5,6 +5,9 @@ and that the thread's state holds exactly the human messages it managed to send:
 a 200 whose turn is missing (or doubled) is reported as a Locust failure of type
 CHECK. A double-text sends two turns at once; with `reject` the second may get a
 409, which is expected and not a failure (that message is simply sent again).
+A share of customers ask for approval (`config.configurable.booking_confirmation`):
+their booking turn stops at an interrupt, which they approve (mostly) or reject, and
+the thread must then be idle with the decision's outcome in its reply.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from loadtest.locust_profile.steps import CHECK, TURN, StepRecorder
 
 FLOWS = ("classic", "one_shot", "availability", "two_step")
 FLOW_WEIGHTS = (4, 2, 2, 2)
+APPROVE_SHARE = 0.85  # of the bookings that wait for approval; the rest are rejected
+RESUME = f"{TURN} [resume]"
 
 
 class CheckFailed(AssertionError):
@@ -54,6 +59,8 @@ class Conversation:
         self.thread_id = f"lt-{uuid.uuid4()}"
         self.sent = 0  # human messages the server accepted (200)
         self.last_reply = ""
+        self.approval = rng.random() < profile.approval_share
+        self.declined = False  # a booking that waited for approval was rejected
 
     # --- plumbing --------------------------------------------------------------------
     def fail_check(self, name: str, detail: str) -> None:
@@ -72,18 +79,24 @@ class Conversation:
 
     def post_turn(self, text: str, strategy: str, name: str) -> int:
         """One run; returns the status. A 409 is fine only for a `reject` double-text."""
-        body = {
+        body: dict[str, Any] = {
             "assistant_id": "agent",
             "input": {"messages": [{"role": "user", "content": text}]},
             "if_not_exists": "create",
             "multitask_strategy": strategy,
         }
+        if self.approval:
+            body["config"] = {"configurable": {"booking_confirmation": "interrupt"}}
         may_409 = strategy == "reject" and name != TURN
+        waiting = False
         with self.client.post(
             f"/threads/{self.thread_id}/runs/wait", json=body, name=name, catch_response=True
         ) as resp:
             status = resp.status_code
-            if status == 200:
+            if status == 200 and self.approval and "__interrupt__" in resp.json():
+                waiting = True
+                resp.success()
+            elif status == 200:
                 reply = d.last_ai_text(resp.json())
                 if reply is None:
                     resp.failure("200 without an AI reply with content")
@@ -96,7 +109,34 @@ class Conversation:
                 resp.failure(f"HTTP {status}: {resp.text[:200] if resp.text else ''}")
         if status == 200:
             self.sent += 1
+        if waiting:
+            self.decide()
         return status
+
+    def decide(self) -> None:
+        """Answer the approval the booking waits for: approve, or now and then reject."""
+        approve = self.rng.random() < APPROVE_SHARE
+        decision = (
+            {"type": "approve"} if approve else {"type": "reject", "message": "changed plans"}
+        )
+        body = {
+            "assistant_id": "agent",
+            "command": {"resume": {"decisions": [decision]}},
+            "config": {"configurable": {"booking_confirmation": "interrupt"}},
+        }
+        with self.client.post(
+            f"/threads/{self.thread_id}/runs/wait", json=body, name=RESUME, catch_response=True
+        ) as resp:
+            if resp.status_code != 200:
+                resp.failure(f"HTTP {resp.status_code}: {resp.text[:200] if resp.text else ''}")
+                raise ConversationAborted("resume failed")
+            reply = d.last_ai_text(resp.json())
+            if reply is None or "__interrupt__" in resp.json():
+                resp.failure("resume without an AI reply")
+                raise ConversationAborted("resume failed")
+            resp.success()
+        self.last_reply = reply
+        self.declined = not approve
 
     def check_state(self) -> None:
         """The thread holds exactly the human messages accepted so far."""
@@ -163,7 +203,8 @@ class Conversation:
                 name="/threads",
             )
         flow = self.rng.choices(FLOWS, FLOW_WEIGHTS)[0]
-        double = self.rng.random() < self.profile.double_text_share
+        # A second message would drop a pending approval: those customers wait.
+        double = not self.approval and self.rng.random() < self.profile.double_text_share
         if flow == "one_shot":
             reply = self.say(d.one_shot(c))
         else:
@@ -185,6 +226,11 @@ class Conversation:
     def finish(self, reply: str) -> None:
         c = self.customer
         code = d.confirmation_code(reply)
+        if self.declined:
+            self.recorder.outcome("declined")
+            if code is not None or not d.is_declined(reply):
+                self.fail_check("rejected booking not declined", reply[:200])
+            return
         if code is None:
             if d.is_taken(reply):
                 self.recorder.outcome("taken")
@@ -223,6 +269,8 @@ class Conversation:
             self.fail_check("empty history", "history returned no snapshot")
         elif self.profile.check_history and d.human_count(history[0]["values"]) != self.sent:
             self.fail_check("history disagrees", "latest snapshot's human messages != sent")
+        if history and self.rng.random() < 0.5:
+            self.read_past(history[-1])
         with self.client.get(
             f"/threads/{self.thread_id}", name="/threads/[id]", catch_response=True
         ) as resp:
@@ -232,3 +280,21 @@ class Conversation:
                 resp.failure(f"thread status {resp.json().get('status')!r} after the last turn")
             else:
                 resp.success()
+
+    def read_past(self, snapshot: dict[str, Any]) -> None:
+        """An older checkpoint reads back as the history showed it (time travel)."""
+        checkpoint_id = snapshot["checkpoint"]["checkpoint_id"]
+        with self.client.get(
+            f"/threads/{self.thread_id}/state/{checkpoint_id}",
+            name="/threads/[id]/state/[checkpoint_id]",
+            catch_response=True,
+        ) as resp:
+            if resp.status_code != 200:
+                resp.failure(f"HTTP {resp.status_code}")
+                return
+            past = resp.json()
+            resp.success()
+        if past["checkpoint"]["checkpoint_id"] != checkpoint_id:
+            self.fail_check("wrong checkpoint", f"asked {checkpoint_id}")
+        elif d.human_count(past["values"]) != d.human_count(snapshot["values"]):
+            self.fail_check("past disagrees", "an older checkpoint reads unlike its history entry")

@@ -8,7 +8,10 @@ LOADTEST_SPAWN_RATE    users started per second (default: 20 short, 10 full)
 LOADTEST_P95_MS        gate on the p95 of conversation turns (default 2000 short, 3000 full)
 LOADTEST_THINK_MS      pause between a user's turns, "min-max" ms (default 100-600)
 LOADTEST_DOUBLE_TEXT   share of conversations that double-text (default 0.1)
-LOADTEST_READ_SHARE    share of conversations that also read history (default 0.3)
+LOADTEST_READ_SHARE    share of conversations that also read history (default 0.3); half
+                       of those also read an older checkpoint (time travel)
+LOADTEST_APPROVAL      share of conversations whose booking waits for approval, then is
+                       approved (mostly) or rejected (default 0.2)
 LOADTEST_CHECK_HISTORY 0 turns off the per-turn state check (CHECKPOINTER=memory)
 """
 
@@ -40,6 +43,7 @@ class Profile:
     double_text_share: float
     read_share: float
     check_history: bool
+    approval_share: float = 0.0
 
     @property
     def duration_s(self) -> float:
@@ -69,4 +73,5 @@ def load_profile() -> Profile:
         double_text_share=_env_float("LOADTEST_DOUBLE_TEXT", 0.1),
         read_share=_env_float("LOADTEST_READ_SHARE", 0.3),
         check_history=os.environ.get("LOADTEST_CHECK_HISTORY", "1").strip() not in ("0", "false"),
+        approval_share=_env_float("LOADTEST_APPROVAL", 0.2),
     )
