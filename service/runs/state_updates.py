@@ -11,10 +11,11 @@ from typing import Any
 
 from langgraph.errors import InvalidUpdateError
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import StateUpdate
 
 from service.runs.commands import CommandError, check_node, check_update
 from service.runs.serialize import checkpoint_ref
-from service.schemas.models import ThreadStateUpdate
+from service.schemas.models import Superstep, ThreadStateUpdate
 from service.settings import Settings
 from service.storage.base import Persistence
 from service.storage.errors import CheckpointNotFoundError
@@ -43,3 +44,24 @@ async def update_thread_state(
         except InvalidUpdateError as exc:
             raise CommandError(f"the update cannot apply: {str(exc)[:300]}") from None
     return {"checkpoint": checkpoint_ref(written)}
+
+
+def check_supersteps(graph: CompiledStateGraph, steps: list[Superstep], settings: Settings) -> None:
+    """Before the thread exists: every update names the state's keys and a real node."""
+    for i, step in enumerate(steps):
+        for j, update in enumerate(step.updates):
+            where = f"supersteps[{i}].updates[{j}]"
+            check_update(graph, (update.values or {}).items(), settings, f"{where}.values")
+            check_node(graph, update.as_node, f"{where}.as_node")
+
+
+async def apply_supersteps(
+    graph: CompiledStateGraph, thread_id: str, steps: list[Superstep]
+) -> None:
+    """Write the supersteps as the new thread's first checkpoints (one per superstep)."""
+    config = {"configurable": {"thread_id": thread_id}}
+    batches = [[StateUpdate(u.values, u.as_node) for u in step.updates] for step in steps]
+    try:
+        await graph.abulk_update_state(config, batches)
+    except InvalidUpdateError as exc:
+        raise CommandError(f"the supersteps cannot apply: {str(exc)[:300]}") from None

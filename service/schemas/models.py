@@ -105,12 +105,25 @@ class RunConfig(_Config):
     metadata: dict[str, Any] | None = None
 
 
+class SuperstepUpdate(_Strict):
+    """One update of a superstep: `values` written as if `as_node` had run."""
+
+    values: dict[str, Any] | None = None
+    as_node: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    command: None = None  # the SDK always sends the key; a command here is not supported
+
+
+class Superstep(_Strict):
+    updates: Annotated[list[SuperstepUpdate], Field(min_length=1, max_length=32)]
+
+
 class ThreadCreate(_Strict):
     thread_id: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     if_exists: Literal["raise", "do_nothing"] = "raise"
     ttl: Any = None
-    supersteps: Any = None
+    # State to start from (a copied conversation, a seeded greeting), applied at creation.
+    supersteps: Annotated[list[Superstep], Field(min_length=1, max_length=64)] | None = None
     graph_id: str | None = None
 
     @field_validator("thread_id")
@@ -154,11 +167,24 @@ class ThreadPrune(_Strict):
     strategy: Literal["delete", "keep_latest"] = "delete"
 
 
+StateField = Literal[
+    "values",
+    "next",
+    "checkpoint",
+    "metadata",
+    "created_at",
+    "parent_checkpoint",
+    "tasks",
+    "interrupts",
+]
+
+
 class HistoryRequest(_Strict):
     limit: int = Field(10, ge=1, le=1000)
     before: CheckpointId | CheckpointConfig | None = None
     metadata: MetadataFilter | None = None
     checkpoint: CheckpointConfigurable | None = None
+    select: Annotated[list[StateField], Field(min_length=1, max_length=8)] | None = None
 
     def before_id(self) -> str | None:
         return self.before.id() if isinstance(self.before, CheckpointConfig) else self.before

@@ -191,3 +191,54 @@ def test_a_breakpoint_pauses_the_run_and_an_empty_input_continues_it(
     assert done["messages"][-1]["type"] == "ai" and not done["messages"][-1].get("tool_calls")
     assert client.threads.get(thread_id)["status"] == "idle"
     assert client.threads.get_state(thread_id)["next"] == []
+
+
+def test_history_select_and_supersteps_on_create(server: ServerProcess) -> None:
+    client = get_sync_client(url=server.base_url)
+    seeded = client.threads.create(
+        supersteps=[
+            {
+                "updates": [
+                    {
+                        "values": {
+                            "messages": [
+                                {"type": "human", "content": "Hi, I'm Ana", "id": "s1"},
+                                {"type": "ai", "content": "Hello Ana!", "id": "s2"},
+                            ]
+                        },
+                        "as_node": "agent",
+                    }
+                ]
+            }
+        ]
+    )
+    assert [m["content"] for m in seeded["values"]["messages"]] == ["Hi, I'm Ana", "Hello Ana!"]
+    grow(client, seeded["thread_id"], 1)
+    assert human_texts(client.threads.get_state(seeded["thread_id"])["values"]) == [
+        "Hi, I'm Ana",
+        "What services? (0)",
+    ]
+    response = httpx.post(
+        f"{server.base_url}/threads/{seeded['thread_id']}/history",
+        json={"limit": 3, "select": ["checkpoint", "metadata"]},
+    )
+    assert response.status_code == 200
+    assert all(set(item) == {"checkpoint", "metadata"} for item in response.json())
+
+    # A refused create leaves nothing behind.
+    thread_id = str(uuid.uuid4())
+    for steps in (
+        [{"updates": [{"values": {"nope": 1}, "as_node": "agent"}]}],
+        [{"updates": [{"values": {"tool_retries": 1}, "as_node": "nowhere"}]}],
+        [{"updates": [{"values": {}, "as_node": "agent", "command": {"goto": "agent"}}]}],
+        [{"updates": []}],
+    ):
+        bad = httpx.post(
+            f"{server.base_url}/threads", json={"thread_id": thread_id, "supersteps": steps}
+        )
+        assert bad.status_code == 422 and bad.json()["detail"], steps
+        assert httpx.get(f"{server.base_url}/threads/{thread_id}").status_code == 404
+    bad_select = httpx.post(
+        f"{server.base_url}/threads/{seeded['thread_id']}/history", json={"select": ["secret"]}
+    )
+    assert bad_select.status_code == 422

@@ -13,6 +13,7 @@ from service.api.encoding import json_response
 from service.api.limits import check_metadata
 from service.api.thread_listing import ThreadLister, select_fields, wants_values
 from service.runs.serialize import snapshot_to_state, to_jsonable
+from service.runs.state_updates import apply_supersteps, check_supersteps
 from service.schemas.models import (
     ERROR_RESPONSES,
     HistoryRequest,
@@ -91,15 +92,33 @@ def owner_metadata(caller: Principal, metadata: dict[str, Any]) -> dict[str, Any
     return {**metadata, OWNER_KEY: caller.owner}
 
 
-@router.post("", operation_id="create_thread", responses={200: {"links": THREAD_LINKS}})
-async def create_thread(body: ThreadCreate, state: State, caller: Caller) -> dict[str, Any]:
+@router.post(
+    "",
+    operation_id="create_thread",
+    response_model=dict[str, Any],
+    responses={200: {"links": THREAD_LINKS}},
+)
+async def create_thread(body: ThreadCreate, state: State, caller: Caller) -> Response:
     check_metadata(body.metadata, state.settings)
     thread_id = body.thread_id or str(uuid.uuid4())
     metadata = owner_metadata(caller, body.metadata)
-    record, _ = await state.persistence.create_thread(thread_id, metadata, body.if_exists)
+    if body.supersteps:
+        check_supersteps(state.graph, body.supersteps, state.settings)
+    record, created = await state.persistence.create_thread(thread_id, metadata, body.if_exists)
     if not caller.owns(record.metadata):
         raise ThreadExistsError(thread_id)
-    return thread_body(record, thread_status(state, record, False))
+    if not (created and body.supersteps):
+        return json_response(thread_body(record, thread_status(state, record, False)))
+    try:
+        async with state.persistence.guard.hold(
+            thread_id, wait=True, timeout_s=state.settings.enqueue_timeout_s
+        ):
+            await apply_supersteps(state.graph, thread_id, body.supersteps)
+    except BaseException:
+        # Nothing of a refused create stays behind.
+        await state.persistence.delete_thread(thread_id)
+        raise
+    return json_response(await state_body(state, record))
 
 
 async def state_body(state: AppState, record: ThreadRecord) -> dict[str, Any]:
@@ -267,4 +286,7 @@ async def get_history(
         before=_config(thread_id, before) if before else None,
         filter=body.metadata or None,
     )
-    return json_response([snapshot_to_state(snapshot) async for snapshot in history])
+    states = [snapshot_to_state(snapshot) async for snapshot in history]
+    if body.select:
+        states = [{key: item[key] for key in body.select} for item in states]
+    return json_response(states)
