@@ -65,9 +65,9 @@ VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT DO NOTHING
 """
 INSERT_THREAD_SQL = """
-INSERT INTO threads (thread_id, created_at, updated_at, metadata, status, error)
+INSERT INTO threads (thread_id, created_at, updated_at, metadata, status, error, ttl_minutes)
 VALUES (%s, coalesce(%s::timestamptz, now()), coalesce(%s::timestamptz, now()),
-    coalesce(%s::jsonb, '{}'), coalesce(%s, 'idle'), %s)
+    coalesce(%s::jsonb, '{}'), coalesce(%s, 'idle'), %s, %s)
 ON CONFLICT (thread_id) DO NOTHING
 """
 MARK_SQL = """
@@ -155,6 +155,7 @@ class Migration:
         )
         self.batch_size = max(1, batch_size)
         self.src: Any = None
+        self.source_has_ttl = False
         self.pool: Any = None
         self.saver: PostgresCheckpointer | None = None
 
@@ -202,11 +203,13 @@ class Migration:
             while batch := rows.fetchmany(self.batch_size):
                 async with conn.cursor() as cur:
                     await cur.executemany(INSERT_WRITE_SQL, [(thread_id, *row) for row in batch])
+            # A file from before schema 3 has no per-thread TTL column.
+            ttl = "ttl_minutes" if self.source_has_ttl else "NULL"
             record = self.src.execute(
-                "SELECT created_at, updated_at, metadata, status, error FROM threads "
+                f"SELECT created_at, updated_at, metadata, status, error, {ttl} FROM threads "
                 "WHERE thread_id = ?",
                 (thread_id,),
-            ).fetchone() or (None, None, None, None, None)
+            ).fetchone() or (None, None, None, None, None, None)
             await conn.execute(INSERT_THREAD_SQL, (thread_id, *record))
             await conn.execute(
                 MARK_SQL,
@@ -316,6 +319,9 @@ class Migration:
         report = MigrationReport()
         await asyncio.to_thread(init_postgres, self.target)
         self.src = sqlite3.connect(f"file:{self.source}?mode=ro", uri=True)
+        self.source_has_ttl = "ttl_minutes" in {
+            row[1] for row in self.src.execute("PRAGMA table_info(threads)")
+        }
         self.pool = new_pool(self.settings, "migrate", min_size=1, max_size=2)
         await self.pool.open(wait=True, timeout=30)
         try:

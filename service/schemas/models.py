@@ -117,11 +117,27 @@ class Superstep(_Strict):
     updates: Annotated[list[SuperstepUpdate], Field(min_length=1, max_length=32)]
 
 
+# Ten years, in minutes: beyond that a TTL is a mistake, not a policy.
+MAX_TTL_MINUTES = 10 * 366 * 24 * 60
+TtlMinutes = Annotated[float, Field(gt=0, le=MAX_TTL_MINUTES, allow_inf_nan=False)]
+
+
+class ThreadTtl(_Strict):
+    """A thread's own TTL, as the SDK sends it: deleted `ttl` minutes after its last activity."""
+
+    ttl: TtlMinutes
+    strategy: Literal["delete"] = "delete"
+
+
+def ttl_minutes(value: float | ThreadTtl | None) -> float | None:
+    return value.ttl if isinstance(value, ThreadTtl) else value
+
+
 class ThreadCreate(_Strict):
     thread_id: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     if_exists: Literal["raise", "do_nothing"] = "raise"
-    ttl: Any = None
+    ttl: TtlMinutes | ThreadTtl | None = None
     # State to start from (a copied conversation, a seeded greeting), applied at creation.
     supersteps: Annotated[list[Superstep], Field(min_length=1, max_length=64)] | None = None
     graph_id: str | None = None
@@ -157,9 +173,10 @@ class ThreadSearch(ThreadCount):
 
 
 class ThreadPatch(_Strict):
-    """`PATCH /threads/{id}`: metadata merged into the thread's (top-level keys)."""
+    """`PATCH /threads/{id}`: metadata merged into the thread's (top-level keys), and its TTL."""
 
     metadata: dict[str, Any] = Field(default_factory=dict)
+    ttl: TtlMinutes | ThreadTtl | None = None
 
 
 class ThreadPrune(_Strict):

@@ -27,6 +27,8 @@ class ThreadRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     status: str = "idle"
     error: str | None = None
+    # Its own TTL: deleted this many minutes after its last activity (None: THREAD_TTL_DAYS).
+    ttl_minutes: float | None = None
 
 
 def metadata_matches(metadata: dict[str, Any], wanted: dict[str, Any]) -> bool:
@@ -63,7 +65,11 @@ class Persistence(Protocol):
     guard: ThreadGuard
 
     async def create_thread(
-        self, thread_id: str, metadata: dict[str, Any], if_exists: IfExists
+        self,
+        thread_id: str,
+        metadata: dict[str, Any],
+        if_exists: IfExists,
+        ttl_minutes: float | None = None,
     ) -> tuple[ThreadRecord, bool]:
         """Returns the record and whether it was created now."""
         ...
@@ -76,10 +82,11 @@ class Persistence(Protocol):
 
     async def count_threads(self, query: ThreadQuery) -> int: ...
 
-    async def update_thread_metadata(
-        self, thread_id: str, metadata: dict[str, Any]
+    async def update_thread(
+        self, thread_id: str, metadata: dict[str, Any], ttl_minutes: float | None = None
     ) -> ThreadRecord | None:
-        """Merge `metadata` into the thread's (top-level keys); None if there is no thread."""
+        """Merge `metadata` into the thread's (top-level keys) and set its TTL when given;
+        None if there is no thread."""
         ...
 
     async def copy_thread(self, source_id: str, target_id: str) -> ThreadRecord:

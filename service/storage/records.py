@@ -15,7 +15,7 @@ from typing import Any
 from service.observability import metrics
 from service.storage.base import ThreadQuery, ThreadRecord
 
-THREAD_COLUMNS = "thread_id, created_at, updated_at, metadata, status, error"
+THREAD_COLUMNS = "thread_id, created_at, updated_at, metadata, status, error, ttl_minutes"
 SORT_COLUMNS = ("thread_id", "status", "created_at", "updated_at")
 PRUNE_STRATEGIES = ("keep_latest", "delete")
 # What a thread record holds; `busy` is the guard's, never stored.
@@ -43,6 +43,7 @@ def thread_record(
     metadata: str | bytes | dict[str, Any] | None,
     status: str,
     error: str | None,
+    ttl_minutes: float | None = None,
 ) -> ThreadRecord:
     """A row of THREAD_COLUMNS, as text (SQLite) or typed values (PostgreSQL)."""
     return ThreadRecord(
@@ -52,6 +53,7 @@ def thread_record(
         metadata=json.loads(metadata) if isinstance(metadata, str | bytes) else metadata or {},
         status=status,
         error=error,
+        ttl_minutes=None if ttl_minutes is None else float(ttl_minutes),
     )
 
 

@@ -6,6 +6,7 @@ backup tests are about the SQLite file (PostgreSQL's sweeps: tests/storage).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import signal
@@ -26,6 +27,7 @@ from psycopg.rows import dict_row
 
 from service.settings import Settings
 from service.storage.postgres.schema import LEADER_LOCK, LOCK_CLASS
+from service.storage.records import iso_utc
 from service.storage.sqlite.driver import sqlite3
 from service.storage.sqlite.maintenance import stats, sweep
 from service.storage.sqlite.saver import SqliteCheckpointer
@@ -420,3 +422,31 @@ def test_backup_during_load_restores_complete_histories(tmp_path: Path) -> None:
     finally:
         again.stop()
     assert stats(backup_file, Settings(_env_file=None)).threads == len(acknowledged)
+
+
+def test_a_threads_own_ttl_overrides_thread_ttl_days(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoints.db"
+    settings = Settings(_env_file=None, checkpoints_db_path=path, thread_ttl_days=7)
+    _seed(path, settings, threads=4, turns=1)
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    now = dt.datetime.now(dt.UTC)
+
+    def set_thread(thread_id: str, age: dt.timedelta, ttl: float | None) -> None:
+        conn.execute(
+            "UPDATE threads SET updated_at = ?, ttl_minutes = ? WHERE thread_id = ?",
+            (iso_utc(now - age), ttl, thread_id),
+        )
+
+    set_thread("t0", dt.timedelta(hours=2), 60)  # its own hour has passed
+    set_thread("t1", dt.timedelta(days=30), 60 * 24 * 60)  # 30 days idle, but 60 of its own
+    set_thread("t2", dt.timedelta(days=30), None)  # THREAD_TTL_DAYS=7 applies
+    set_thread("t3", dt.timedelta(minutes=5), 60)  # still within its hour
+    report = sweep(path, settings)
+    assert report.expired_deleted == 2
+    left = {r[0] for r in conn.execute("SELECT thread_id FROM threads")}
+    assert left == {"t1", "t3"}
+    # With THREAD_TTL_DAYS off, a thread's own TTL still runs out.
+    set_thread("t3", dt.timedelta(hours=3), 60)
+    report = sweep(path, settings.model_copy(update={"thread_ttl_days": 0}))
+    assert report.expired_deleted == 1
+    assert {r[0] for r in conn.execute("SELECT thread_id FROM threads")} == {"t1"}

@@ -126,3 +126,21 @@ def test_bad_searches_are_422_with_detail(server: ServerProcess) -> None:
             response = httpx.post(f"{server.base_url}{path}", json=body)
             assert response.status_code == 422, (path, body, response.text)
             assert response.json()["detail"]
+
+
+def test_a_thread_ttl_is_kept_reported_and_validated(server: ServerProcess) -> None:
+    client = get_sync_client(url=server.base_url)
+    thread = client.threads.create(ttl=90)  # minutes; the SDK sends {"ttl": 90, ...}
+    assert thread["ttl"]["ttl"] == 90 and thread["ttl"]["strategy"] == "delete"
+    assert thread["ttl"]["expires_at"] > thread["updated_at"]
+    updated = client.threads.update(thread["thread_id"], metadata={}, ttl=30)
+    assert updated["ttl"]["ttl"] == 30
+    assert client.threads.get(thread["thread_id"])["ttl"]["ttl"] == 30
+    assert "ttl" not in client.threads.create()  # no TTL of its own: THREAD_TTL_DAYS
+    for ttl in (0, -5, "soon", {"ttl": 5, "strategy": "keep_latest"}, 10**12):
+        response = httpx.post(f"{server.base_url}/threads", json={"ttl": ttl})
+        assert response.status_code == 422, (ttl, response.text)
+        assert response.json()["detail"]
+    patched = httpx.patch(f"{server.base_url}/threads/{thread['thread_id']}", json={"ttl": 0})
+    assert patched.status_code == 422
+    assert client.threads.get(thread["thread_id"])["ttl"]["ttl"] == 30

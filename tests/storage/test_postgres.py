@@ -299,3 +299,41 @@ async def test_outage_is_503_and_the_pool_recovers_by_itself(
     finally:
         await persistence.aclose()
         proxy.cut()
+
+
+async def test_a_threads_own_ttl_overrides_thread_ttl_days(
+    settings: Settings, pool: Any, sql: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    saver = PostgresCheckpointer(pool)
+    own_hour, own_long, plain_old, own_fresh = (f"ttl-{i}-{uuid.uuid4()}" for i in range(4))
+    for tid in (own_hour, own_long, plain_old, own_fresh):
+        await run_turns(saver, settings, tid, 1, tmp_path)
+    for tid, age, ttl in (
+        (own_hour, "2 hours", 60),
+        (own_long, "30 days", 60 * 24 * 60),
+        (plain_old, "30 days", None),
+        (own_fresh, "5 minutes", 60),
+    ):
+        sql.execute(
+            "UPDATE threads SET updated_at = now() - %s::interval, ttl_minutes = %s "
+            "WHERE thread_id = %s",
+            (age, ttl, tid),
+        )
+    week = settings.model_copy(update={"thread_ttl_days": 7, "checkpoint_retention": "all"})
+    await PostgresSweeper(week, pool).sweep()
+    alive = {
+        tid
+        for tid in (own_hour, own_long, plain_old, own_fresh)
+        if one(sql, "SELECT count(*) FROM threads WHERE thread_id = %s", tid)
+    }
+    assert alive == {own_long, own_fresh}
+    assert one(sql, "SELECT count(*) FROM checkpoints WHERE thread_id = %s", own_hour) == 0
+    # With THREAD_TTL_DAYS off, a thread's own TTL still runs out.
+    sql.execute(
+        "UPDATE threads SET updated_at = now() - interval '3 hours' WHERE thread_id = %s",
+        (own_fresh,),
+    )
+    off = week.model_copy(update={"thread_ttl_days": 0})
+    report = await PostgresSweeper(off, pool).sweep()
+    assert report.expired_deleted == 1
+    assert one(sql, "SELECT count(*) FROM threads WHERE thread_id = %s", own_long) == 1

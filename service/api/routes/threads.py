@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -23,6 +24,7 @@ from service.schemas.models import (
     ThreadPatch,
     ThreadPrune,
     ThreadSearch,
+    ttl_minutes,
 )
 from service.storage.base import ThreadRecord
 from service.storage.errors import (
@@ -30,6 +32,7 @@ from service.storage.errors import (
     ThreadExistsError,
     ThreadNotFoundError,
 )
+from service.storage.records import iso_utc
 
 router = APIRouter(prefix="/threads", tags=["threads"], responses=ERROR_RESPONSES)
 
@@ -63,6 +66,17 @@ def thread_status(state: AppState, record: ThreadRecord, interrupted: bool) -> s
     return "interrupted" if interrupted or record.status == "interrupted" else "idle"
 
 
+def ttl_body(record: ThreadRecord) -> dict[str, Any]:
+    """The thread's own TTL, and when it runs out unless the thread is active again."""
+    if record.ttl_minutes is None:
+        return {}
+    updated = dt.datetime.fromisoformat(record.updated_at.replace("Z", "+00:00"))
+    expires = updated + dt.timedelta(minutes=record.ttl_minutes)
+    return {
+        "ttl": {"strategy": "delete", "ttl": record.ttl_minutes, "expires_at": iso_utc(expires)}
+    }
+
+
 def thread_body(
     record: ThreadRecord, status: str, values: Any = None, interrupts: Any = None
 ) -> dict[str, Any]:
@@ -75,6 +89,7 @@ def thread_body(
         "values": values,
         "interrupts": interrupts or {},
         "error": record.error,
+        **ttl_body(record),
     }
 
 
@@ -104,7 +119,9 @@ async def create_thread(body: ThreadCreate, state: State, caller: Caller) -> Res
     metadata = owner_metadata(caller, body.metadata)
     if body.supersteps:
         check_supersteps(state.graph, body.supersteps, state.settings)
-    record, created = await state.persistence.create_thread(thread_id, metadata, body.if_exists)
+    record, created = await state.persistence.create_thread(
+        thread_id, metadata, body.if_exists, ttl_minutes(body.ttl)
+    )
     if not caller.owns(record.metadata):
         raise ThreadExistsError(thread_id)
     if not (created and body.supersteps):
@@ -190,7 +207,7 @@ async def patch_thread(
     await owned_thread(state, caller, thread_id)
     patch = owner_metadata(caller, body.metadata)
     check_metadata(patch, state.settings)
-    record = await state.persistence.update_thread_metadata(thread_id, patch)
+    record = await state.persistence.update_thread(thread_id, patch, ttl_minutes(body.ttl))
     if record is None:
         raise ThreadNotFoundError(thread_id)
     if "return=minimal" in request.headers.get("prefer", ""):

@@ -35,14 +35,18 @@ class MemoryPersistence:
         self._threads: dict[str, ThreadRecord] = {}
 
     async def create_thread(
-        self, thread_id: str, metadata: dict[str, Any], if_exists: IfExists
+        self,
+        thread_id: str,
+        metadata: dict[str, Any],
+        if_exists: IfExists,
+        ttl_minutes: float | None = None,
     ) -> tuple[ThreadRecord, bool]:
         if thread_id in self._threads:
             if if_exists == "raise":
                 raise ThreadExistsError(thread_id)
             return self._threads[thread_id], False
         now = utcnow_iso()
-        record = ThreadRecord(thread_id, now, now, dict(metadata))
+        record = ThreadRecord(thread_id, now, now, dict(metadata), ttl_minutes=ttl_minutes)
         self._threads[thread_id] = record
         return record, True
 
@@ -59,12 +63,15 @@ class MemoryPersistence:
     async def count_threads(self, query: ThreadQuery) -> int:
         return sum(1 for t in self._threads.values() if query.matches(t))
 
-    async def update_thread_metadata(
-        self, thread_id: str, metadata: dict[str, Any]
+    async def update_thread(
+        self, thread_id: str, metadata: dict[str, Any], ttl_minutes: float | None = None
     ) -> ThreadRecord | None:
+        """The benchmark backend keeps a TTL but never sweeps (it lives as long as a run)."""
         if record := self._threads.get(thread_id):
             record.metadata = {**record.metadata, **metadata}
             record.updated_at = utcnow_iso()
+            if ttl_minutes is not None:
+                record.ttl_minutes = ttl_minutes
         return record
 
     async def copy_thread(self, source_id: str, target_id: str) -> ThreadRecord:

@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS threads (
     updated_at TEXT NOT NULL,
     metadata TEXT NOT NULL DEFAULT '{}',
     status TEXT NOT NULL DEFAULT 'idle',
-    error TEXT
+    error TEXT,
+    ttl_minutes REAL
 )
 """
 
@@ -142,14 +143,18 @@ class StockSqlitePersistence:
 
     # --- threads --------------------------------------------------------------------
     async def create_thread(
-        self, thread_id: str, metadata: dict[str, Any], if_exists: IfExists
+        self,
+        thread_id: str,
+        metadata: dict[str, Any],
+        if_exists: IfExists,
+        ttl_minutes: float | None = None,
     ) -> tuple[ThreadRecord, bool]:
         now = utcnow_iso()
         created = (
             await self._write(
-                "INSERT OR IGNORE INTO threads (thread_id, created_at, updated_at, metadata) "
-                "VALUES (?, ?, ?, ?)",
-                (thread_id, now, now, json.dumps(metadata, ensure_ascii=False)),
+                "INSERT OR IGNORE INTO threads (thread_id, created_at, updated_at, metadata, "
+                "ttl_minutes) VALUES (?, ?, ?, ?, ?)",
+                (thread_id, now, now, json.dumps(metadata, ensure_ascii=False), ttl_minutes),
             )
             == 1
         )
@@ -187,17 +192,25 @@ class StockSqlitePersistence:
         [(count,)] = await self._read(f"SELECT count(*) FROM threads {clause}", params)
         return int(count)
 
-    async def update_thread_metadata(
-        self, thread_id: str, metadata: dict[str, Any]
+    async def update_thread(
+        self, thread_id: str, metadata: dict[str, Any], ttl_minutes: float | None = None
     ) -> ThreadRecord | None:
+        """The benchmark backend keeps a TTL but never sweeps it."""
         record = await self.get_thread(thread_id)
         if record is None:
             return None
         record.metadata = {**record.metadata, **metadata}
         record.updated_at = utcnow_iso()
+        if ttl_minutes is not None:
+            record.ttl_minutes = ttl_minutes
         await self._write(
-            "UPDATE threads SET metadata = ?, updated_at = ? WHERE thread_id = ?",
-            (json.dumps(record.metadata, ensure_ascii=False), record.updated_at, thread_id),
+            "UPDATE threads SET metadata = ?, updated_at = ?, ttl_minutes = ? WHERE thread_id = ?",
+            (
+                json.dumps(record.metadata, ensure_ascii=False),
+                record.updated_at,
+                record.ttl_minutes,
+                thread_id,
+            ),
         )
         return record
 

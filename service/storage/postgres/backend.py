@@ -100,13 +100,17 @@ class PostgresPersistence:
 
     # --- threads --------------------------------------------------------------------
     async def create_thread(
-        self, thread_id: str, metadata: dict[str, Any], if_exists: IfExists
+        self,
+        thread_id: str,
+        metadata: dict[str, Any],
+        if_exists: IfExists,
+        ttl_minutes: float | None = None,
     ) -> tuple[ThreadRecord, bool]:
         async def create() -> tuple[ThreadRecord, bool]:
             rows = await self._fetch(
-                "INSERT INTO threads (thread_id, metadata) VALUES (%s, %s) "
+                "INSERT INTO threads (thread_id, metadata, ttl_minutes) VALUES (%s, %s, %s) "
                 f"ON CONFLICT (thread_id) DO NOTHING RETURNING {THREAD_COLUMNS}",
-                (thread_id, Jsonb(metadata)),
+                (thread_id, Jsonb(metadata), ttl_minutes),
             )
             if rows:
                 self.checkpointer.committed()
@@ -150,15 +154,16 @@ class PostgresPersistence:
         )
         return int(rows[0]["n"])
 
-    async def update_thread_metadata(
-        self, thread_id: str, metadata: dict[str, Any]
+    async def update_thread(
+        self, thread_id: str, metadata: dict[str, Any], ttl_minutes: float | None = None
     ) -> ThreadRecord | None:
         rows = await self.checkpointer.timed(
             "thread",
             self._fetch(
-                "UPDATE threads SET metadata = metadata || %s, updated_at = now() "
+                "UPDATE threads SET metadata = metadata || %s, updated_at = now(), "
+                "ttl_minutes = coalesce(%s::double precision, ttl_minutes) "
                 f"WHERE thread_id = %s RETURNING {THREAD_COLUMNS}",
-                (Jsonb(metadata), thread_id),
+                (Jsonb(metadata), ttl_minutes, thread_id),
             ),
         )
         self.checkpointer.committed()

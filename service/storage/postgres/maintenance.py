@@ -33,14 +33,23 @@ log = logging.getLogger(__name__)
 
 MAX_BATCHES = 10
 
+# A thread's own TTL (minutes), else THREAD_TTL_DAYS (NULL when off). Two halves, so
+# each uses its index: updated_at for the many, the partial threads_own_ttl for the few.
 EXPIRED_SQL = """
-SELECT thread_id FROM threads
-WHERE updated_at < now() - make_interval(secs => %s)
-ORDER BY updated_at LIMIT %s
+(SELECT thread_id, updated_at FROM threads
+ WHERE ttl_minutes IS NULL
+   AND updated_at < now() - make_interval(secs => %(ttl_s)s::double precision)
+ ORDER BY updated_at LIMIT %(limit)s)
+UNION ALL
+(SELECT thread_id, updated_at FROM threads
+ WHERE ttl_minutes IS NOT NULL AND updated_at < now() - ttl_minutes * interval '1 minute'
+ ORDER BY updated_at LIMIT %(limit)s)
+ORDER BY updated_at LIMIT %(limit)s
 """
 DELETE_EXPIRED_SQL = """
 DELETE FROM threads
-WHERE thread_id = %s AND updated_at < now() - make_interval(secs => %s)
+WHERE thread_id = %(thread_id)s AND updated_at < now() - coalesce(
+    ttl_minutes * interval '1 minute', make_interval(secs => %(ttl_s)s::double precision))
 RETURNING thread_id
 """
 DELETE_ROWS_SQL = tuple(
@@ -75,12 +84,14 @@ async def _thread_locked(conn: AsyncConnection[Any], thread_id: str) -> bool:
     return bool(row and row["ok"])
 
 
-async def delete_expired(conn: AsyncConnection[Any], thread_id: str, ttl_s: float) -> bool | None:
+async def delete_expired(
+    conn: AsyncConnection[Any], thread_id: str, ttl_s: float | None
+) -> bool | None:
     """True: deleted; False: a run holds it; None: it saw activity since it was listed."""
     async with conn.transaction():
         if not await _thread_locked(conn, thread_id):
             return False
-        cur = await conn.execute(DELETE_EXPIRED_SQL, (thread_id, ttl_s))
+        cur = await conn.execute(DELETE_EXPIRED_SQL, {"thread_id": thread_id, "ttl_s": ttl_s})
         if await cur.fetchone() is None:
             return None
         for sql in DELETE_ROWS_SQL:
@@ -111,8 +122,7 @@ class PostgresSweeper:
         report = PostgresSweepReport()
         batch = self.settings.maintenance_batch_size
         async with self.pool.connection() as conn:
-            if self.settings.thread_ttl_days > 0:
-                await self._expire(conn, batch, report)
+            await self._expire(conn, batch, report)
             keep = self.settings.keep_last_checkpoints
             if keep:
                 await self._retain(conn, keep, batch, report)
@@ -121,9 +131,11 @@ class PostgresSweeper:
     async def _expire(
         self, conn: AsyncConnection[Any], batch: int, report: PostgresSweepReport
     ) -> None:
-        ttl_s = self.settings.thread_ttl_days * 86_400
+        days = self.settings.thread_ttl_days
+        ttl_s = days * 86_400 if days > 0 else None
         for _ in range(MAX_BATCHES):
-            rows = await (await conn.execute(EXPIRED_SQL, (ttl_s, batch))).fetchall()
+            params = {"ttl_s": ttl_s, "limit": batch}
+            rows = await (await conn.execute(EXPIRED_SQL, params)).fetchall()
             skipped = 0
             for row in rows:
                 outcome = await delete_expired(conn, row["thread_id"], ttl_s)

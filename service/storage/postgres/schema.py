@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS threads (
 );
 CREATE INDEX IF NOT EXISTS threads_updated_at ON threads (updated_at);
 CREATE INDEX IF NOT EXISTS threads_not_idle ON threads (status) WHERE status <> 'idle';
+ALTER TABLE threads ADD COLUMN IF NOT EXISTS ttl_minutes DOUBLE PRECISION;
+CREATE INDEX IF NOT EXISTS threads_own_ttl ON threads (updated_at) WHERE ttl_minutes IS NOT NULL;
 """
 # Threads written by a plain LangGraph script become visible to the thread API.
 BACKFILL_SQL = """

@@ -85,7 +85,11 @@ class SqlitePersistence:
 
     # --- threads --------------------------------------------------------------------
     async def create_thread(
-        self, thread_id: str, metadata: dict[str, Any], if_exists: IfExists
+        self,
+        thread_id: str,
+        metadata: dict[str, Any],
+        if_exists: IfExists,
+        ttl_minutes: float | None = None,
     ) -> tuple[ThreadRecord, bool]:
         saver = self.checkpointer
 
@@ -93,9 +97,9 @@ class SqlitePersistence:
             now = utcnow_iso()
             with saver.write_transaction() as cur:
                 cur.execute(
-                    "INSERT OR IGNORE INTO threads (thread_id, created_at, updated_at, metadata) "
-                    "VALUES (?, ?, ?, ?)",
-                    (thread_id, now, now, json.dumps(metadata, ensure_ascii=False)),
+                    "INSERT OR IGNORE INTO threads (thread_id, created_at, updated_at, metadata, "
+                    "ttl_minutes) VALUES (?, ?, ?, ?, ?)",
+                    (thread_id, now, now, json.dumps(metadata, ensure_ascii=False), ttl_minutes),
                 )
                 created = cur.rowcount == 1
                 if not created and if_exists == "raise":
@@ -135,8 +139,8 @@ class SqlitePersistence:
         )
         return int(row[0])
 
-    async def update_thread_metadata(
-        self, thread_id: str, metadata: dict[str, Any]
+    async def update_thread(
+        self, thread_id: str, metadata: dict[str, Any], ttl_minutes: float | None = None
     ) -> ThreadRecord | None:
         saver = self.checkpointer
 
@@ -150,9 +154,17 @@ class SqlitePersistence:
                 record = thread_record(*row)
                 record.metadata = {**record.metadata, **metadata}
                 record.updated_at = utcnow_iso()
+                if ttl_minutes is not None:
+                    record.ttl_minutes = ttl_minutes
                 cur.execute(
-                    "UPDATE threads SET metadata = ?, updated_at = ? WHERE thread_id = ?",
-                    (json.dumps(record.metadata, ensure_ascii=False), record.updated_at, thread_id),
+                    "UPDATE threads SET metadata = ?, updated_at = ?, ttl_minutes = ? "
+                    "WHERE thread_id = ?",
+                    (
+                        json.dumps(record.metadata, ensure_ascii=False),
+                        record.updated_at,
+                        record.ttl_minutes,
+                        thread_id,
+                    ),
                 )
             return record
 

@@ -60,6 +60,28 @@ def expired_threads(conn: Any, ttl_days: float, limit: int) -> list[str]:
     return [row[0] for row in rows]
 
 
+def expired_by_own_ttl(conn: Any, limit: int) -> list[str]:
+    """Threads with a TTL of their own whose last activity is older than it."""
+    rows = conn.execute(
+        "SELECT thread_id FROM threads WHERE ttl_minutes IS NOT NULL AND updated_at < "
+        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-' || ttl_minutes || ' minutes') "
+        "ORDER BY updated_at LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _global_expiry(conn: Any, ttl_days: float, limit: int) -> list[str]:
+    """THREAD_TTL_DAYS, for the threads without a TTL of their own."""
+    cutoff = iso_utc(dt.datetime.now(dt.UTC) - dt.timedelta(days=ttl_days))
+    rows = conn.execute(
+        "SELECT thread_id FROM threads WHERE updated_at < ? AND ttl_minutes IS NULL "
+        "ORDER BY updated_at LIMIT ?",
+        (cutoff, limit),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
 def threads_over_retention(conn: Any, keep: int, limit: int) -> list[str]:
     rows = conn.execute(
         "SELECT thread_id FROM checkpoints WHERE checkpoint_ns = '' "
@@ -158,18 +180,19 @@ def sweep(
     report = SweepReport()
     batch = settings.maintenance_batch_size
     with maintenance_connection(path, settings) as conn:
+        finders = [expired_by_own_ttl]
         if settings.thread_ttl_days > 0:
+            days = settings.thread_ttl_days
+            finders.append(lambda c, n: _global_expiry(c, days, n))
+        for find in finders:
             for _ in range(max_batches):
-                expired = [
-                    t
-                    for t in expired_threads(conn, settings.thread_ttl_days, batch)
-                    if not is_busy(t)
-                ]
+                listed = find(conn, batch)
+                expired = [t for t in listed if not is_busy(t)]
                 for thread_id in expired:
                     with immediate(conn):
                         delete_thread_rows(conn, thread_id)
                 report.expired_deleted += len(expired)
-                if len(expired) < batch:
+                if len(listed) < batch or len(expired) < len(listed):
                     break
         keep = settings.keep_last_checkpoints
         if keep:

@@ -25,9 +25,15 @@ from service.storage.sqlite.driver import DatabaseError, connect, immediate, sto
 log = logging.getLogger(__name__)
 
 # 2: message links (`checkpoint_messages`, `checkpoints.messages_head`), full history.
-# 3: an index of the threads that are not idle (interrupted, error), for the gauges.
+# 3: an index of the threads that are not idle (interrupted, error), for the gauges, and
+#    `threads.ttl_minutes`, a thread's own TTL.
 SCHEMA_VERSION = 3
 
+# Threads with a TTL of their own, for the sweep (after the column exists in old files).
+_TTL_INDEX = (
+    "CREATE INDEX IF NOT EXISTS threads_own_ttl ON threads (updated_at) "
+    "WHERE ttl_minutes IS NOT NULL"
+)
 _TABLES = """
 CREATE TABLE IF NOT EXISTS checkpoints (
     thread_id TEXT NOT NULL,
@@ -70,7 +76,8 @@ CREATE TABLE IF NOT EXISTS threads (
     updated_at TEXT NOT NULL,
     metadata TEXT NOT NULL DEFAULT '{}',
     status TEXT NOT NULL DEFAULT 'idle',
-    error TEXT
+    error TEXT,
+    ttl_minutes REAL
 );
 CREATE INDEX IF NOT EXISTS threads_updated_at ON threads (updated_at);
 CREATE INDEX IF NOT EXISTS threads_not_idle ON threads (status) WHERE status <> 'idle';
@@ -131,6 +138,10 @@ def _init_database(path: Path, settings: Settings) -> None:
             columns = {row[1] for row in conn.execute("PRAGMA table_info(writes)")}
             if "task_path" not in columns:
                 conn.execute("ALTER TABLE writes ADD COLUMN task_path TEXT NOT NULL DEFAULT ''")
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(threads)")}
+            if "ttl_minutes" not in columns:
+                conn.execute("ALTER TABLE threads ADD COLUMN ttl_minutes REAL")
+            conn.execute(_TTL_INDEX)
             # Rows written before version 2 have no head and keep their messages inline.
             columns = {row[1] for row in conn.execute("PRAGMA table_info(checkpoints)")}
             if "messages_head" not in columns:
