@@ -1,24 +1,27 @@
-"""Threads: create, read, search, delete, prune, state (now or at a checkpoint), history."""
+"""Threads: create, read, update, copy, search, count, delete, prune."""
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from service.api.auth import OWNER_KEY, Caller, Principal
+from service.api.auth import Caller, Principal
 from service.api.deps import AppState, State, ThreadId
 from service.api.encoding import json_response
 from service.api.limits import check_metadata
+from service.api.thread_bodies import (
+    owned_thread,
+    owner_metadata,
+    state_body,
+    thread_body,
+    thread_status,
+)
 from service.api.thread_listing import ThreadLister, select_fields, wants_values
-from service.runs.serialize import snapshot_to_state, to_jsonable
 from service.runs.state_updates import apply_supersteps, check_supersteps
 from service.schemas.models import (
     ERROR_RESPONSES,
-    HistoryRequest,
-    StateAtCheckpoint,
     ThreadCount,
     ThreadCreate,
     ThreadPatch,
@@ -26,13 +29,7 @@ from service.schemas.models import (
     ThreadSearch,
     ttl_minutes,
 )
-from service.storage.base import ThreadRecord
-from service.storage.errors import (
-    CheckpointNotFoundError,
-    ThreadExistsError,
-    ThreadNotFoundError,
-)
-from service.storage.records import iso_utc
+from service.storage.errors import ThreadExistsError, ThreadNotFoundError
 
 router = APIRouter(prefix="/threads", tags=["threads"], responses=ERROR_RESPONSES)
 
@@ -49,62 +46,6 @@ THREAD_LINKS = {
         "delete_thread",
     )
 }
-
-
-def _config(thread_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
-    configurable: dict[str, Any] = {"thread_id": thread_id}
-    if checkpoint_id:
-        configurable["checkpoint_id"] = checkpoint_id
-    return {"configurable": configurable}
-
-
-def thread_status(state: AppState, record: ThreadRecord, interrupted: bool) -> str:
-    if state.persistence.guard.is_busy(record.thread_id):
-        return "busy"
-    if record.status == "error":
-        return "error"
-    return "interrupted" if interrupted or record.status == "interrupted" else "idle"
-
-
-def ttl_body(record: ThreadRecord) -> dict[str, Any]:
-    """The thread's own TTL, and when it runs out unless the thread is active again."""
-    if record.ttl_minutes is None:
-        return {}
-    updated = dt.datetime.fromisoformat(record.updated_at.replace("Z", "+00:00"))
-    expires = updated + dt.timedelta(minutes=record.ttl_minutes)
-    return {
-        "ttl": {"strategy": "delete", "ttl": record.ttl_minutes, "expires_at": iso_utc(expires)}
-    }
-
-
-def thread_body(
-    record: ThreadRecord, status: str, values: Any = None, interrupts: Any = None
-) -> dict[str, Any]:
-    return {
-        "thread_id": record.thread_id,
-        "created_at": record.created_at,
-        "updated_at": record.updated_at,
-        "metadata": record.metadata,
-        "status": status,
-        "values": values,
-        "interrupts": interrupts or {},
-        "error": record.error,
-        **ttl_body(record),
-    }
-
-
-async def owned_thread(state: AppState, caller: Principal, thread_id: str) -> ThreadRecord:
-    """The caller's thread. Another owner's thread is reported as missing (404), never 403."""
-    record = await state.persistence.get_thread(thread_id)
-    if record is None or not caller.owns(record.metadata):
-        raise ThreadNotFoundError(thread_id)
-    return record
-
-
-def owner_metadata(caller: Principal, metadata: dict[str, Any]) -> dict[str, Any]:
-    if caller.owner is None:
-        return dict(metadata)
-    return {**metadata, OWNER_KEY: caller.owner}
 
 
 @router.post(
@@ -136,15 +77,6 @@ async def create_thread(body: ThreadCreate, state: State, caller: Caller) -> Res
         await state.persistence.delete_thread(thread_id)
         raise
     return json_response(await state_body(state, record))
-
-
-async def state_body(state: AppState, record: ThreadRecord) -> dict[str, Any]:
-    """The thread with its latest values and pending interrupts (one state read)."""
-    snapshot = await state.graph.aget_state(_config(record.thread_id))
-    interrupts = {task.id: to_jsonable(list(task.interrupts)) for task in snapshot.tasks}
-    interrupts = {key: value for key, value in interrupts.items() if value}
-    status = thread_status(state, record, bool(interrupts))
-    return thread_body(record, status, snapshot.values, interrupts)
 
 
 def _lister(state: AppState, caller: Principal, body: ThreadCount) -> ThreadLister:
@@ -239,71 +171,3 @@ async def delete_thread(thread_id: ThreadId, state: State, caller: Caller) -> Re
         if not await state.persistence.delete_thread(thread_id):
             raise ThreadNotFoundError(thread_id)
     return Response(status_code=204)
-
-
-@router.get("/{thread_id}/state", operation_id="get_thread_state", response_model=dict[str, Any])
-async def get_state(thread_id: ThreadId, state: State, caller: Caller) -> Response:
-    await owned_thread(state, caller, thread_id)
-    return json_response(snapshot_to_state(await state.graph.aget_state(_config(thread_id))))
-
-
-async def state_at(state: AppState, thread_id: str, checkpoint_id: str, ns: str = "") -> Response:
-    """The thread's state at one of its checkpoints (time travel); 404 if it has none such."""
-    config = _config(thread_id, checkpoint_id)
-    if ns:
-        config["configurable"]["checkpoint_ns"] = ns
-    snapshot = await state.graph.aget_state(config)
-    if snapshot.metadata is None:  # LangGraph's answer for a checkpoint it cannot find
-        raise CheckpointNotFoundError(thread_id, checkpoint_id)
-    return json_response(snapshot_to_state(snapshot))
-
-
-@router.get(
-    "/{thread_id}/state/{checkpoint_id}",
-    operation_id="get_thread_state_at_checkpoint",
-    response_model=dict[str, Any],
-)
-async def get_state_at_checkpoint(
-    thread_id: ThreadId, checkpoint_id: ThreadId, state: State, caller: Caller
-) -> Response:
-    await owned_thread(state, caller, thread_id)
-    return await state_at(state, thread_id, checkpoint_id)
-
-
-@router.post(
-    "/{thread_id}/state/checkpoint",
-    operation_id="post_thread_state_at_checkpoint",
-    response_model=dict[str, Any],
-)
-async def post_state_at_checkpoint(
-    thread_id: ThreadId, body: StateAtCheckpoint, state: State, caller: Caller
-) -> Response:
-    await owned_thread(state, caller, thread_id)
-    if not body.checkpoint.checkpoint_id:
-        return json_response(snapshot_to_state(await state.graph.aget_state(_config(thread_id))))
-    ns = body.checkpoint.checkpoint_ns or ""
-    return await state_at(state, thread_id, body.checkpoint.checkpoint_id, ns)
-
-
-@router.post(
-    "/{thread_id}/history",
-    operation_id="get_thread_history",
-    response_model=list[dict[str, Any]],
-)
-async def get_history(
-    thread_id: ThreadId, body: HistoryRequest, state: State, caller: Caller
-) -> Response:
-    await owned_thread(state, caller, thread_id)
-    before = body.before_id()
-    # `checkpoint` narrows the listing to that checkpoint, as LangGraph Server's does.
-    at = body.checkpoint.checkpoint_id if body.checkpoint else None
-    history = state.graph.aget_state_history(
-        _config(thread_id, at),
-        limit=body.limit,
-        before=_config(thread_id, before) if before else None,
-        filter=body.metadata or None,
-    )
-    states = [snapshot_to_state(snapshot) async for snapshot in history]
-    if body.select:
-        states = [{key: item[key] for key in body.select} for item in states]
-    return json_response(states)
