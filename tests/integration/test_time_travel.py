@@ -242,3 +242,20 @@ def test_history_select_and_supersteps_on_create(server: ServerProcess) -> None:
         f"{server.base_url}/threads/{seeded['thread_id']}/history", json={"select": ["secret"]}
     )
     assert bad_select.status_code == 422
+
+
+def test_a_command_updates_the_state_and_goes_to_a_node(server: ServerProcess) -> None:
+    client = get_sync_client(url=server.base_url)
+    thread_id = client.threads.create()["thread_id"]
+    grow(client, thread_id, 1)
+    done = client.runs.wait(
+        thread_id,
+        "agent",
+        command={
+            "update": {"messages": [{"role": "user", "content": "What services? (by command)"}]},
+            "goto": "agent",
+        },
+    )
+    assert human_texts(done)[-1] == "What services? (by command)"
+    assert done["messages"][-1]["type"] == "ai" and done["messages"][-1]["content"]
+    assert client.threads.get(thread_id)["status"] == "idle"
