@@ -171,9 +171,13 @@ def stop_instruction(errors: Sequence[ToolMessage]) -> str:
 
 
 def confirmation_mode(config: RunnableConfig, settings: Settings) -> str:
-    """BOOKING_CONFIRMATION, or what the run's `config.configurable` asks for instead."""
+    """`interrupt` when BOOKING_CONFIRMATION or the run's `config.configurable` asks for it.
+
+    A run can add the approval step, never remove it: a client must not skip an
+    approval the operator requires.
+    """
     asked = (config.get("configurable") or {}).get("booking_confirmation")
-    return asked if asked in ("none", "interrupt") else settings.booking_confirmation
+    return "interrupt" if "interrupt" in (asked, settings.booking_confirmation) else "none"
 
 
 def build_graph(

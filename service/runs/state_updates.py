@@ -18,7 +18,7 @@ from service.runs.serialize import checkpoint_ref
 from service.schemas.models import Superstep, ThreadStateUpdate
 from service.settings import Settings
 from service.storage.base import Persistence
-from service.storage.errors import CheckpointNotFoundError
+from service.storage.errors import CheckpointNotFoundError, ThreadNotFoundError
 
 
 async def update_thread_state(
@@ -37,6 +37,8 @@ async def update_thread_state(
         configurable.update(checkpoint_id=start, checkpoint_ns=body.checkpoint_ns())
     config = {"configurable": configurable}
     async with persistence.guard.hold(thread_id, wait=True, timeout_s=settings.enqueue_timeout_s):
+        if await persistence.get_thread(thread_id) is None:  # deleted while this waited
+            raise ThreadNotFoundError(thread_id)
         if start and (await graph.aget_state(config)).metadata is None:
             raise CheckpointNotFoundError(thread_id, start)
         try:

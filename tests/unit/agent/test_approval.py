@@ -138,3 +138,11 @@ async def test_a_run_can_ask_for_approval_through_its_config(
     config = {"configurable": {"thread_id": "asks", "booking_confirmation": "interrupt"}}
     result = await graph.ainvoke({"messages": [{"role": "user", "content": ASK}]}, config)
     assert result["__interrupt__"] and store.appointments_for("bob@example.com") == []
+
+
+async def test_a_run_cannot_skip_a_required_approval(
+    approval_graph: Any, store: BookingStore
+) -> None:
+    config = {"configurable": {"thread_id": "skips", "booking_confirmation": "none"}}
+    result = await approval_graph.ainvoke({"messages": [{"role": "user", "content": ASK}]}, config)
+    assert result["__interrupt__"] and store.appointments_for("bob@example.com") == []
