@@ -24,6 +24,8 @@ from service.runs.lifecycle import (
 from service.schemas.validation import quote, safe_text
 from service.storage.errors import (
     CheckpointNotFoundError,
+    RunActiveError,
+    RunNotFoundError,
     StorageUnavailableError,
     ThreadExistsError,
     ThreadNotFoundError,
@@ -58,7 +60,19 @@ ERROR_TABLE: list[tuple[type[BaseException], int, Detail, Callable[[Any], dict] 
         lambda exc: f"Checkpoint {quote(exc.args[1])} not found in thread {quote(exc.args[0])}",
         None,
     ),
+    (
+        RunNotFoundError,
+        404,
+        lambda exc: f"Run {quote(exc.args[1])} not found in thread {quote(exc.args[0])}",
+        None,
+    ),
     (ThreadExistsError, 409, _thread("already exists"), None),
+    (
+        RunActiveError,
+        409,
+        lambda exc: f"Run {quote(exc.args[0])} has not ended; only a finished run is deleted",
+        None,
+    ),
     (
         ThreadWaitTimeoutError,
         409,

@@ -93,7 +93,7 @@ STORAGE_DEFERRED_OPERATIONS = Counter(
     ["backend", "operation"],
 )
 # The operations that try the event loop first.
-LOOP_FIRST_OPERATIONS = ("get", "thread", "put", "put_writes")
+LOOP_FIRST_OPERATIONS = ("get", "thread", "put", "put_writes", "run")
 
 # Label values known in advance. Their series are created at zero when a worker
 # starts (`init_series`), so `rate()` and alerts see 0 instead of no data.
@@ -107,11 +107,16 @@ CHECKPOINT_OPERATIONS = (
     "copy_thread",
     "prune",
     "thread",
+    "run",
 )
 GUARD_REJECTION_REASONS = ("reject", "timeout")
 MAINTENANCE_RESULTS = ("ok", "error")
 MAINTENANCE_KINDS = ("expired_threads", "checkpoints")
 
+RUNS_RECOVERED = Counter(
+    f"{PREFIX}_runs_recovered",
+    "Runs left `running` by a worker that died, marked `error` by the maintenance leader.",
+)
 GUARD_WAITS = Counter(
     f"{PREFIX}_thread_guard_waits",
     "Runs that had to wait for another run on the same thread (enqueue).",

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -31,14 +33,21 @@ from service.observability import metrics
 from service.runs.commands import check_breakpoints, check_resume, to_command
 from service.schemas.models import RunCreate
 from service.settings import Settings
-from service.storage.base import Persistence
+from service.storage.base import Persistence, RunRecord, RunStatus
 from service.storage.errors import (
     CheckpointNotFoundError,
     StorageUnavailableError,
     ThreadNotFoundError,
 )
+from service.storage.records import utcnow_iso
 
 log = logging.getLogger(__name__)
+
+
+def worker_name() -> str:
+    """Which worker runs a run, in its record (read at run time: workers fork)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
 
 _MESSAGE_ROLES = {"user", "human"}
 # What the service decides itself; a run's `config.configurable` cannot set it.
@@ -250,10 +259,31 @@ class RunService:
                 # Deleted while this run waited its turn.
                 raise ThreadNotFoundError(thread_id)
             await self._check_start(prepared, request)
+            await self.persistence.create_run(self._record(prepared, request, strategy))
         except BaseException:
             await prepared.stack.aclose()
             raise
         return prepared
+
+    def _record(self, prepared: PreparedRun, request: RunCreate, strategy: str) -> RunRecord:
+        now = utcnow_iso()
+        kwargs = request.model_dump(
+            mode="json",
+            exclude_none=True,
+            exclude={"assistant_id", "metadata", "multitask_strategy"},
+        )
+        return RunRecord(
+            run_id=prepared.run_id,
+            thread_id=prepared.thread_id,
+            assistant_id=request.assistant_id,
+            status="running",
+            multitask_strategy=strategy,
+            metadata=prepared.config["metadata"],
+            kwargs=kwargs,
+            created_at=now,
+            updated_at=now,
+            worker=worker_name(),
+        )
 
     def _graph_input(self, request: RunCreate) -> Any:
         if request.command is not None:
@@ -341,6 +371,7 @@ class RunExecution:
         self.client_left = False
         self.graph_done = False  # past this, only bookkeeping is left: never cancelled
         self.interrupted = False  # the run stopped at an interrupt or a breakpoint
+        self.run_status: RunStatus | None = None  # set once the graph has ended
         self._events: asyncio.Queue[Any] | None = asyncio.Queue() if stream else None
         self.task: asyncio.Task[Any]
 
@@ -379,10 +410,16 @@ class RunExecution:
         try:
             if self._events is None:
                 async with self.prepared.stack:
-                    return await self._invoke()
+                    try:
+                        return await self._invoke()
+                    finally:
+                        await self._record_end()
             self._emit("metadata", {"run_id": self.run_id, "attempt": 1})
             async with self.prepared.stack:
-                finished = await self._stream()
+                try:
+                    finished = await self._stream()
+                finally:
+                    await self._record_end()
             if finished:
                 self._emit("end", None)
             return None
@@ -442,6 +479,16 @@ class RunExecution:
             return False
         return True
 
+    async def _record_end(self) -> None:
+        """The run record's final status, written while the run still holds its thread."""
+        status = self.run_status or "interrupted"  # cancelled before the graph started
+        try:
+            await asyncio.shield(self.service.persistence.set_run_status(self.run_id, status))
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("could not record the end of run %s", self.run_id)
+
     async def _note_interrupt(self, raised: bool) -> None:
         """Whether the run stopped waiting: at an `interrupt()`, or at a breakpoint."""
         if not raised and self.prepared.breakpoints:
@@ -488,6 +535,16 @@ class RunExecution:
         return True
 
 
+# A run's outcome (the metric's label) as its record's status: a cancelled run is
+# `interrupted`, as in LangGraph Server.
+_RUN_STATUS: dict[str, RunStatus] = {
+    "success": "success",
+    "interrupted": "interrupted",
+    "cancelled": "interrupted",
+    "timeout": "timeout",
+}
+
+
 class _RunTracker:
     """Metrics, the timeout's error and the thread's error status around one run."""
 
@@ -522,6 +579,7 @@ class _RunTracker:
             await self.service.persistence.mark_interrupted(self.prepared.thread_id)
         else:
             await self.service.persistence.touch(self.prepared.thread_id)
+        self.execution.run_status = _RUN_STATUS.get(outcome, "error")
         metrics.RUN_SECONDS.labels(outcome=outcome).observe(time.perf_counter() - self.started)
         if isinstance(exc, RunTimeoutError):
             raise exc

@@ -31,6 +31,25 @@ class ThreadRecord:
     ttl_minutes: float | None = None
 
 
+RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
+
+
+@dataclass
+class RunRecord:
+    """One run, whatever its endpoint (`service.storage.run_records` has its SQL)."""
+
+    run_id: str
+    thread_id: str
+    assistant_id: str
+    status: str
+    multitask_strategy: str | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+    updated_at: str = ""
+    worker: str = ""
+
+
 def metadata_matches(metadata: dict[str, Any], wanted: dict[str, Any]) -> bool:
     return all(metadata.get(key) == value for key, value in wanted.items())
 
@@ -103,6 +122,25 @@ class Persistence(Protocol):
         ...
 
     async def prune_threads(self, thread_ids: list[str], strategy: PruneStrategy) -> int: ...
+
+    # --- runs ---------------------------------------------------------------------------
+    async def create_run(self, run: RunRecord) -> None:
+        """Record a run that now holds its thread (or waits to)."""
+        ...
+
+    async def set_run_status(self, run_id: str, status: RunStatus) -> None: ...
+
+    async def get_run(self, thread_id: str, run_id: str) -> RunRecord | None: ...
+
+    async def list_runs(
+        self, thread_id: str, status: RunStatus | None, limit: int, offset: int
+    ) -> list[RunRecord]:
+        """Newest first."""
+        ...
+
+    async def delete_run(self, thread_id: str, run_id: str) -> bool:
+        """Delete a finished run's record; False if none such (an active run stays)."""
+        ...
 
     async def start(self) -> None:
         """Open pools and start background work (maintenance), once per worker, in its loop."""

@@ -29,3 +29,11 @@ class ThreadExistsError(ValueError):
 
 class UnsupportedByBackendError(Exception):
     """This backend (a benchmark one) does not offer the operation (422)."""
+
+
+class RunNotFoundError(LookupError):
+    """The thread has no run with this id (`args`: thread id, run id)."""
+
+
+class RunActiveError(Exception):
+    """The run has not ended, so its record stays (409)."""

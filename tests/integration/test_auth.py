@@ -39,6 +39,9 @@ def endpoints(thread_id: str) -> list[tuple[str, str, dict | None]]:
         ("POST", f"/threads/{thread_id}/copy", None),
         ("POST", f"/threads/{thread_id}/state", {"values": {"tool_retries": 0}}),
         ("GET", f"/threads/{thread_id}/state/{thread_id}", None),
+        ("GET", f"/threads/{thread_id}/runs", None),
+        ("GET", f"/threads/{thread_id}/runs/{thread_id}", None),
+        ("DELETE", f"/threads/{thread_id}/runs/{thread_id}", None),
         ("POST", "/threads/prune", {"thread_ids": [thread_id], "strategy": "delete"}),
         ("DELETE", f"/threads/{thread_id}", None),
     ]

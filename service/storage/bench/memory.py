@@ -14,6 +14,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from service.settings import Settings
 from service.storage.base import IfExists, PruneStrategy, ThreadQuery, ThreadRecord
+from service.storage.bench.runs import InMemoryRuns
 from service.storage.errors import ThreadExistsError
 from service.storage.locks import FileLockGuard
 from service.storage.records import utcnow_iso
@@ -23,10 +24,11 @@ def _thread_id(record: ThreadRecord) -> str:
     return record.thread_id
 
 
-class MemoryPersistence:
+class MemoryPersistence(InMemoryRuns):
     backend = "memory"
 
     def __init__(self, settings: Settings) -> None:
+        super().__init__()
         self.checkpointer = InMemorySaver()
         lock_dir = Path(settings.checkpoints_db_path).parent
         if not lock_dir.exists():
@@ -82,6 +84,7 @@ class MemoryPersistence:
 
     async def delete_thread(self, thread_id: str) -> bool:
         await self.checkpointer.adelete_thread(thread_id)
+        self.forget_thread(thread_id)
         return self._threads.pop(thread_id, None) is not None
 
     async def set_thread_error(self, thread_id: str, error: str) -> None:

@@ -34,6 +34,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from service.observability import metrics
 from service.settings import Settings
 from service.storage.base import IfExists, PruneStrategy, ThreadQuery, ThreadRecord
+from service.storage.bench.runs import InMemoryRuns
 from service.storage.errors import ThreadExistsError, UnsupportedByBackendError
 from service.storage.locks import FileLockGuard
 from service.storage.records import (
@@ -101,12 +102,14 @@ class MeteredAsyncSqliteSaver(AsyncSqliteSaver):
         self._tx_total.inc()  # and once per aput_writes
 
 
-class StockSqlitePersistence:
-    """One worker's view of the database through the stock async saver."""
+class StockSqlitePersistence(InMemoryRuns):
+    """One worker's view of the database through the stock async saver (its run records
+    stay in the worker's memory: the benchmark measures the saver, not them)."""
 
     backend = BACKEND
 
     def __init__(self, settings: Settings) -> None:
+        super().__init__()
         self.settings = settings
         self.path = Path(settings.checkpoints_db_path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -221,6 +224,7 @@ class StockSqlitePersistence:
     async def delete_thread(self, thread_id: str) -> bool:
         existed = await self._write("DELETE FROM threads WHERE thread_id = ?", (thread_id,)) > 0
         await self.checkpointer.adelete_thread(thread_id)
+        self.forget_thread(thread_id)
         return existed
 
     async def set_thread_error(self, thread_id: str, error: str) -> None:

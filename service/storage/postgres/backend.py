@@ -15,7 +15,14 @@ from psycopg.types.json import Jsonb
 
 from service.observability import metrics
 from service.settings import Settings
-from service.storage.base import IfExists, PruneStrategy, ThreadQuery, ThreadRecord
+from service.storage.base import (
+    IfExists,
+    PruneStrategy,
+    RunRecord,
+    RunStatus,
+    ThreadQuery,
+    ThreadRecord,
+)
 from service.storage.errors import ThreadExistsError
 from service.storage.postgres.guard import PostgresAdvisoryGuard, unlock_all
 from service.storage.postgres.maintenance import PostgresMaintenance
@@ -28,6 +35,12 @@ from service.storage.records import (
     search_where,
     set_status_gauges,
     thread_record,
+)
+from service.storage.run_records import (
+    DELETE_RUN_WHERE,
+    RUN_COLUMNS,
+    run_list_where,
+    run_record,
 )
 
 GAUGE_INTERVAL_S = 5.0
@@ -223,6 +236,75 @@ class PostgresPersistence:
         return pruned
 
     # --- health and facts -------------------------------------------------------------
+    # --- runs -------------------------------------------------------------------------
+    async def create_run(self, run: RunRecord) -> None:
+        await self.checkpointer.timed(
+            "run",
+            self._fetch(
+                f"INSERT INTO runs ({RUN_COLUMNS}) VALUES "
+                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING run_id",
+                (
+                    run.run_id,
+                    run.thread_id,
+                    run.assistant_id,
+                    run.status,
+                    run.multitask_strategy,
+                    Jsonb(run.metadata),
+                    Jsonb(run.kwargs),
+                    run.created_at,
+                    run.updated_at,
+                    run.worker,
+                ),
+            ),
+        )
+        self.checkpointer.committed()
+
+    async def set_run_status(self, run_id: str, status: RunStatus) -> None:
+        await self.checkpointer.timed(
+            "run",
+            self._fetch(
+                "UPDATE runs SET status = %s, updated_at = now() WHERE run_id = %s "
+                "RETURNING run_id",
+                (status, run_id),
+            ),
+        )
+        self.checkpointer.committed()
+
+    async def get_run(self, thread_id: str, run_id: str) -> RunRecord | None:
+        rows = await self.checkpointer.timed(
+            "run",
+            self._fetch(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE thread_id = %s AND run_id = %s",
+                (thread_id, run_id),
+            ),
+        )
+        return run_record(rows[0]) if rows else None
+
+    async def list_runs(
+        self, thread_id: str, status: RunStatus | None, limit: int, offset: int
+    ) -> list[RunRecord]:
+        params = (thread_id, status) if status else (thread_id,)
+        rows = await self.checkpointer.timed(
+            "run",
+            self._fetch(
+                f"SELECT {RUN_COLUMNS} FROM runs {run_list_where(status, '%s')} "
+                "ORDER BY created_at DESC, run_id LIMIT %s OFFSET %s",
+                (*params, limit, offset),
+            ),
+        )
+        return [run_record(row) for row in rows]
+
+    async def delete_run(self, thread_id: str, run_id: str) -> bool:
+        rows = await self.checkpointer.timed(
+            "run",
+            self._fetch(
+                f"DELETE FROM runs WHERE {DELETE_RUN_WHERE.format(m='%s')} RETURNING run_id",
+                (thread_id, run_id),
+            ),
+        )
+        self.checkpointer.committed()
+        return bool(rows)
+
     async def check_ready(self) -> None:
         await self.checkpointer.timed("get", self._fetch("SELECT 1 FROM threads LIMIT 1"))
 

@@ -28,6 +28,7 @@ from service.storage.postgres.links import COLLECT_SQL
 from service.storage.postgres.pool import connection_kwargs
 from service.storage.postgres.saver import COMPACT_SQL
 from service.storage.postgres.schema import LEADER_LOCK, LOCK_CLASS
+from service.storage.run_records import ACTIVE_RUNS_SQL, STALE_RUN_SQL
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,13 @@ RETURNING thread_id
 """
 DELETE_ROWS_SQL = tuple(
     f"DELETE FROM {table} WHERE thread_id = %s"
-    for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_messages")
+    for table in (
+        "checkpoints",
+        "checkpoint_blobs",
+        "checkpoint_writes",
+        "checkpoint_messages",
+        "runs",
+    )
 )
 NEXT_THREADS_SQL = "SELECT thread_id FROM threads WHERE thread_id > %s ORDER BY thread_id LIMIT %s"
 OVER_RETENTION_SQL = """
@@ -70,6 +77,7 @@ class PostgresSweepReport:
     threads_compacted: int = 0
     checkpoints_removed: int = 0
     skipped_busy: int = 0
+    stale_runs: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,6 +107,20 @@ async def delete_expired(
     return True
 
 
+async def fail_stale_runs(conn: AsyncConnection[Any]) -> int:
+    """Runs still `running` on a thread nobody holds: their worker died. Mark them error."""
+    rows = await (await conn.execute(ACTIVE_RUNS_SQL)).fetchall()
+    failed = 0
+    for row in rows:
+        async with conn.transaction():
+            if not await _thread_locked(conn, row["thread_id"]):
+                continue  # a run holds it: alive
+            sql = STALE_RUN_SQL.format(now="now()", m="%s")
+            cur = await conn.execute(sql + " RETURNING run_id", (row["run_id"],))
+            failed += await cur.fetchone() is not None
+    return failed
+
+
 async def compact_thread(conn: AsyncConnection[Any], thread_id: str, keep: int) -> bool:
     """Keep the newest `keep` root checkpoints; False when a run holds the thread."""
     async with conn.transaction():
@@ -122,6 +144,7 @@ class PostgresSweeper:
         report = PostgresSweepReport()
         batch = self.settings.maintenance_batch_size
         async with self.pool.connection() as conn:
+            report.stale_runs = await fail_stale_runs(conn)
             await self._expire(conn, batch, report)
             keep = self.settings.keep_last_checkpoints
             if keep:

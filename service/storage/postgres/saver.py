@@ -109,6 +109,7 @@ DELETE_THREAD_SQL = tuple(
         "checkpoint_blobs",
         "checkpoint_writes",
         "checkpoint_messages",
+        "runs",
         "threads",
     )
 )

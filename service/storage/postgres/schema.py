@@ -41,6 +41,20 @@ CREATE INDEX IF NOT EXISTS threads_updated_at ON threads (updated_at);
 CREATE INDEX IF NOT EXISTS threads_not_idle ON threads (status) WHERE status <> 'idle';
 ALTER TABLE threads ADD COLUMN IF NOT EXISTS ttl_minutes DOUBLE PRECISION;
 CREATE INDEX IF NOT EXISTS threads_own_ttl ON threads (updated_at) WHERE ttl_minutes IS NOT NULL;
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    thread_id TEXT NOT NULL,
+    assistant_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    multitask_strategy TEXT,
+    metadata JSONB NOT NULL DEFAULT '{}',
+    kwargs JSONB NOT NULL DEFAULT '{}',
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    worker TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS runs_by_thread ON runs (thread_id, created_at);
+CREATE INDEX IF NOT EXISTS runs_active ON runs (status) WHERE status IN ('pending', 'running');
 """
 # Threads written by a plain LangGraph script become visible to the thread API.
 BACKFILL_SQL = """

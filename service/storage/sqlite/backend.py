@@ -10,7 +10,14 @@ from typing import Any
 
 from service.observability import metrics
 from service.settings import Settings
-from service.storage.base import IfExists, PruneStrategy, ThreadQuery, ThreadRecord
+from service.storage.base import (
+    IfExists,
+    PruneStrategy,
+    RunRecord,
+    RunStatus,
+    ThreadQuery,
+    ThreadRecord,
+)
 from service.storage.errors import StorageUnavailableError, ThreadExistsError
 from service.storage.locks import FileLockGuard
 from service.storage.records import (
@@ -22,6 +29,13 @@ from service.storage.records import (
     sqlite_filter,
     thread_record,
     utcnow_iso,
+)
+from service.storage.run_records import (
+    DELETE_RUN_WHERE,
+    RUN_COLUMNS,
+    dumps,
+    run_list_where,
+    run_record,
 )
 from service.storage.sqlite.driver import (
     DRIVER_NAME,
@@ -217,6 +231,76 @@ class SqlitePersistence:
                 )
                 pruned += 1
         return pruned
+
+    # --- runs -------------------------------------------------------------------------
+    async def create_run(self, run: RunRecord) -> None:
+        saver = self.checkpointer
+
+        def insert() -> None:
+            with saver.write_transaction() as cur:
+                cur.execute(
+                    f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run.run_id,
+                        run.thread_id,
+                        run.assistant_id,
+                        run.status,
+                        run.multitask_strategy,
+                        dumps(run.metadata),
+                        dumps(run.kwargs),
+                        run.created_at,
+                        run.updated_at,
+                        run.worker,
+                    ),
+                )
+
+        await saver.run_write("run", insert, single=True)
+
+    async def set_run_status(self, run_id: str, status: RunStatus) -> None:
+        saver = self.checkpointer
+
+        def update() -> None:
+            with saver.write_transaction() as cur:
+                cur.execute(
+                    "UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ?",
+                    (status, utcnow_iso(), run_id),
+                )
+
+        await saver.run_write("run", update, single=True)
+
+    async def get_run(self, thread_id: str, run_id: str) -> RunRecord | None:
+        row = await self.checkpointer.run_read(
+            "run",
+            self.checkpointer.read_one,
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE thread_id = ? AND run_id = ?",
+            (thread_id, run_id),
+        )
+        return run_record(row) if row else None
+
+    async def list_runs(
+        self, thread_id: str, status: RunStatus | None, limit: int, offset: int
+    ) -> list[RunRecord]:
+        params = (thread_id, status) if status else (thread_id,)
+        rows = await self.checkpointer.run_read(
+            "run",
+            self.checkpointer.read_all,
+            f"SELECT {RUN_COLUMNS} FROM runs {run_list_where(status, '?')} "
+            "ORDER BY created_at DESC, run_id LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        )
+        return [run_record(row) for row in rows]
+
+    async def delete_run(self, thread_id: str, run_id: str) -> bool:
+        saver = self.checkpointer
+
+        def delete() -> bool:
+            with saver.write_transaction() as cur:
+                cur.execute(
+                    f"DELETE FROM runs WHERE {DELETE_RUN_WHERE.format(m='?')}", (thread_id, run_id)
+                )
+                return cur.rowcount > 0
+
+        return await saver.run_write("run", delete)
 
     # --- health and facts -------------------------------------------------------------
     async def check_ready(self) -> None:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from service.settings import Settings
-from service.storage.records import iso_utc
+from service.storage.records import iso_utc, utcnow_iso
+from service.storage.run_records import ACTIVE_RUNS_SQL, STALE_RUN_SQL
 from service.storage.sqlite.driver import connect, immediate, sqlite3
 from service.storage.sqlite.links import collect_links
 
@@ -44,7 +45,7 @@ def delete_thread_rows(cur: Any, thread_id: str) -> bool:
     Returns whether the thread had a record.
     """
     existed = False
-    for table in ("checkpoints", "writes", "checkpoint_messages", "threads"):
+    for table in ("checkpoints", "writes", "checkpoint_messages", "runs", "threads"):
         existed = cur.execute(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,)).rowcount > 0
     return existed
 
@@ -164,9 +165,25 @@ class SweepReport:
     wal_checkpoint: str = "skipped"
     wal_bytes_after: int = 0
     skipped_busy: int = 0
+    stale_runs: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def fail_stale_runs(conn: Any, is_busy: Callable[[str], bool]) -> int:
+    """Runs still `running` on a thread nobody holds: their worker died. Mark them error.
+
+    A run holds its thread from before its record says `running` until after it says
+    how it ended, so a thread that is free has no live run.
+    """
+    stale = [
+        run_id for run_id, thread_id in conn.execute(ACTIVE_RUNS_SQL) if not is_busy(thread_id)
+    ]
+    for run_id in stale:
+        with immediate(conn):
+            conn.execute(STALE_RUN_SQL.format(now="?", m="?"), (utcnow_iso(), run_id))
+    return len(stale)
 
 
 def sweep(
@@ -180,6 +197,7 @@ def sweep(
     report = SweepReport()
     batch = settings.maintenance_batch_size
     with maintenance_connection(path, settings) as conn:
+        report.stale_runs = fail_stale_runs(conn, is_busy)
         finders = [expired_by_own_ttl]
         if settings.thread_ttl_days > 0:
             days = settings.thread_ttl_days

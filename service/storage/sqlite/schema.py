@@ -25,8 +25,8 @@ from service.storage.sqlite.driver import DatabaseError, connect, immediate, sto
 log = logging.getLogger(__name__)
 
 # 2: message links (`checkpoint_messages`, `checkpoints.messages_head`), full history.
-# 3: an index of the threads that are not idle (interrupted, error), for the gauges, and
-#    `threads.ttl_minutes`, a thread's own TTL.
+# 3: an index of the threads that are not idle (interrupted, error), for the gauges,
+#    `threads.ttl_minutes`, a thread's own TTL, and `runs`, one record a run.
 SCHEMA_VERSION = 3
 
 # Threads with a TTL of their own, for the sweep (after the column exists in old files).
@@ -80,6 +80,20 @@ CREATE TABLE IF NOT EXISTS threads (
     ttl_minutes REAL
 );
 CREATE INDEX IF NOT EXISTS threads_updated_at ON threads (updated_at);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    thread_id TEXT NOT NULL,
+    assistant_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    multitask_strategy TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    kwargs TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    worker TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS runs_by_thread ON runs (thread_id, created_at);
+CREATE INDEX IF NOT EXISTS runs_active ON runs (status) WHERE status IN ('pending', 'running');
 CREATE INDEX IF NOT EXISTS threads_not_idle ON threads (status) WHERE status <> 'idle';
 CREATE TABLE IF NOT EXISTS service_leases (
     name TEXT PRIMARY KEY,
