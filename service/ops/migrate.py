@@ -30,6 +30,7 @@ from service.storage.postgres.links import INSERT_LINK_SQL
 from service.storage.postgres.pool import new_pool
 from service.storage.postgres.saver import PostgresCheckpointer, split_checkpoint
 from service.storage.postgres.schema import init_postgres
+from service.storage.run_records import RUN_COLUMNS
 from service.storage.sqlite.driver import sqlite3
 from service.storage.sqlite.saver import SqliteCheckpointer
 
@@ -84,9 +85,15 @@ FORGET_SQL = tuple(
         "checkpoint_blobs",
         "checkpoint_writes",
         "checkpoint_messages",
+        "runs",
         "threads",
     )
 )
+INSERT_RUN_SQL = f"""
+INSERT INTO runs ({RUN_COLUMNS})
+VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::timestamptz, %s::timestamptz, %s)
+ON CONFLICT (run_id) DO NOTHING
+"""
 APPOINTMENT_COLUMNS = (
     "confirmation_code, service, starts_at, customer_name, contact, status, "
     "idempotency_key, created_at, cancelled_at"
@@ -156,6 +163,7 @@ class Migration:
         self.batch_size = max(1, batch_size)
         self.src: Any = None
         self.source_has_ttl = False
+        self.source_has_runs = False
         self.pool: Any = None
         self.saver: PostgresCheckpointer | None = None
 
@@ -211,6 +219,13 @@ class Migration:
                 (thread_id,),
             ).fetchone() or (None, None, None, None, None, None)
             await conn.execute(INSERT_THREAD_SQL, (thread_id, *record))
+            if self.source_has_runs:
+                rows = self.src.execute(
+                    f"SELECT {RUN_COLUMNS} FROM runs WHERE thread_id = ?", (thread_id,)
+                )
+                while batch := rows.fetchmany(self.batch_size):
+                    async with conn.cursor() as cur:
+                        await cur.executemany(INSERT_RUN_SQL, batch)
             await conn.execute(
                 MARK_SQL,
                 (
@@ -322,6 +337,9 @@ class Migration:
         self.source_has_ttl = "ttl_minutes" in {
             row[1] for row in self.src.execute("PRAGMA table_info(threads)")
         }
+        self.source_has_runs = bool(
+            self.src.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone()
+        )
         self.pool = new_pool(self.settings, "migrate", min_size=1, max_size=2)
         await self.pool.open(wait=True, timeout=30)
         try:

@@ -61,10 +61,10 @@ def dumps(value: dict[str, Any]) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-ACTIVE_RUNS_SQL = "SELECT run_id, thread_id FROM runs WHERE status IN ('pending', 'running')"
+# Only `running`: a `pending` run holds no thread yet, so a free thread says nothing of it.
+ACTIVE_RUNS_SQL = "SELECT run_id, thread_id FROM runs WHERE status = 'running'"
 STALE_RUN_SQL = (
-    "UPDATE runs SET status = 'error', updated_at = {now} "
-    "WHERE run_id = {m} AND status IN ('pending', 'running')"
+    "UPDATE runs SET status = 'error', updated_at = {now} WHERE run_id = {m} AND status = 'running'"
 )
 
 

@@ -128,5 +128,6 @@ def test_panel_ids_are_unique_and_cover_the_topics() -> None:
         "sum by (action) (rate(booking_agent_run_client_disconnects_total",
         "sum by (phase) (rate(booking_agent_http_read_timeouts_total",
         "max by (status) (booking_agent_threads",
+        "booking_agent_runs_recovered_total",
     ):
         assert needle in exprs, needle

@@ -73,6 +73,12 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     asyncio.run(seed())
     conn = saver.writer
     conn.execute("UPDATE threads SET metadata = '{\"user\": \"ana\"}' WHERE thread_id = 't1'")
+    conn.execute(
+        "INSERT INTO runs (run_id, thread_id, assistant_id, status, multitask_strategy, "
+        "metadata, kwargs, created_at, updated_at, worker) VALUES ('r1', 't1', 'agent', "
+        "'success', 'enqueue', '{}', '{\"input\": {\"messages\": []}}', "
+        "'2026-12-01T10:00:00.000000Z', '2026-12-01T10:00:01.000000Z', 'host:1')"
+    )
     saver.close()
     store.close()
     return path
@@ -120,6 +126,10 @@ def test_migrate_copies_verifies_and_resumes(
     assert one(pg_url, "SELECT count(*) FROM checkpoints") == total > len(THREADS)
     assert one(pg_url, "SELECT count(*) FROM appointments WHERE status = 'confirmed'") == 1
     assert one(pg_url, "SELECT metadata ->> 'user' FROM threads WHERE thread_id = 't1'") == "ana"
+    assert one(pg_url, "SELECT status FROM runs WHERE run_id = 'r1' AND thread_id = 't1'") == (
+        "success"
+    )
+    assert one(pg_url, "SELECT kwargs -> 'input' ->> 'messages' FROM runs") == "[]"
 
     # Idempotent: nothing to do the second time.
     assert run(source, pg_url) == EXIT_OK
