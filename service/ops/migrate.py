@@ -28,7 +28,11 @@ from service.bookings.postgres import PostgresBookingDatabase
 from service.settings import Settings
 from service.storage.postgres.links import INSERT_LINK_SQL
 from service.storage.postgres.pool import new_pool
-from service.storage.postgres.saver import PostgresCheckpointer, split_checkpoint
+from service.storage.postgres.saver import (
+    DELETE_THREAD_SQL,
+    PostgresCheckpointer,
+    split_checkpoint,
+)
 from service.storage.postgres.schema import init_postgres
 from service.storage.run_records import RUN_COLUMNS
 from service.storage.sqlite.driver import sqlite3
@@ -78,17 +82,6 @@ ON CONFLICT (thread_id) DO UPDATE SET source = EXCLUDED.source,
     checkpoints = EXCLUDED.checkpoints, writes = EXCLUDED.writes,
     last_checkpoint_id = EXCLUDED.last_checkpoint_id, migrated_at = now()
 """
-FORGET_SQL = tuple(
-    f"DELETE FROM {table} WHERE thread_id = %s"
-    for table in (
-        "checkpoints",
-        "checkpoint_blobs",
-        "checkpoint_writes",
-        "checkpoint_messages",
-        "runs",
-        "threads",
-    )
-)
 INSERT_RUN_SQL = f"""
 INSERT INTO runs ({RUN_COLUMNS})
 VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::timestamptz, %s::timestamptz, %s)
@@ -188,7 +181,7 @@ class Migration:
     ) -> None:
         assert self.saver is not None
         async with conn.transaction():
-            for sql in FORGET_SQL:  # a changed source thread is copied anew, whole
+            for sql in DELETE_THREAD_SQL:  # a changed source thread is copied anew, whole
                 await conn.execute(sql, (thread_id,))
             # Message links go over byte for byte, before the checkpoints naming them.
             rows = self.src.execute(SOURCE_LINKS_SQL, (thread_id,))

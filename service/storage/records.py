@@ -57,6 +57,27 @@ def thread_record(
     )
 
 
+# Writes back what `apply_thread_update` changed (SQLite placeholders).
+UPDATE_THREAD_SQL = (
+    "UPDATE threads SET metadata = ?, updated_at = ?, ttl_minutes = ? WHERE thread_id = ?"
+)
+
+
+def apply_thread_update(
+    record: ThreadRecord, metadata: dict[str, Any], ttl_minutes: float | None
+) -> tuple[str, str, float | None, str]:
+    """PATCH on a record: metadata merged (top-level keys), TTL set when given, touched now.
+
+    Returns the parameters of UPDATE_THREAD_SQL for the backends that write it back.
+    """
+    record.metadata = {**record.metadata, **metadata}
+    record.updated_at = utcnow_iso()
+    if ttl_minutes is not None:
+        record.ttl_minutes = ttl_minutes
+    stored = json.dumps(record.metadata, ensure_ascii=False)
+    return stored, record.updated_at, record.ttl_minutes, record.thread_id
+
+
 def search_order(query: ThreadQuery) -> str:
     """ORDER BY for a search: a whitelisted column, ties broken by thread id."""
     if query.sort_by not in SORT_COLUMNS or query.sort_order not in ("asc", "desc"):

@@ -17,7 +17,7 @@ from service.storage.base import IfExists, PruneStrategy, ThreadQuery, ThreadRec
 from service.storage.bench.runs import InMemoryRuns
 from service.storage.errors import ThreadExistsError
 from service.storage.locks import FileLockGuard
-from service.storage.records import utcnow_iso
+from service.storage.records import apply_thread_update, utcnow_iso
 
 
 def _thread_id(record: ThreadRecord) -> str:
@@ -70,10 +70,7 @@ class MemoryPersistence(InMemoryRuns):
     ) -> ThreadRecord | None:
         """The benchmark backend keeps a TTL but never sweeps (it lives as long as a run)."""
         if record := self._threads.get(thread_id):
-            record.metadata = {**record.metadata, **metadata}
-            record.updated_at = utcnow_iso()
-            if ttl_minutes is not None:
-                record.ttl_minutes = ttl_minutes
+            apply_thread_update(record, metadata, ttl_minutes)
         return record
 
     async def copy_thread(self, source_id: str, target_id: str) -> ThreadRecord:

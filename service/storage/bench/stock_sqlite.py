@@ -39,6 +39,8 @@ from service.storage.errors import ThreadExistsError, UnsupportedByBackendError
 from service.storage.locks import FileLockGuard
 from service.storage.records import (
     THREAD_COLUMNS,
+    UPDATE_THREAD_SQL,
+    apply_thread_update,
     search_order,
     search_where,
     sqlite_filter,
@@ -202,19 +204,7 @@ class StockSqlitePersistence(InMemoryRuns):
         record = await self.get_thread(thread_id)
         if record is None:
             return None
-        record.metadata = {**record.metadata, **metadata}
-        record.updated_at = utcnow_iso()
-        if ttl_minutes is not None:
-            record.ttl_minutes = ttl_minutes
-        await self._write(
-            "UPDATE threads SET metadata = ?, updated_at = ?, ttl_minutes = ? WHERE thread_id = ?",
-            (
-                json.dumps(record.metadata, ensure_ascii=False),
-                record.updated_at,
-                record.ttl_minutes,
-                thread_id,
-            ),
-        )
+        await self._write(UPDATE_THREAD_SQL, apply_thread_update(record, metadata, ttl_minutes))
         return record
 
     async def copy_thread(self, source_id: str, target_id: str) -> ThreadRecord:

@@ -27,7 +27,7 @@ from service.storage.errors import ThreadExistsError
 from service.storage.postgres.guard import PostgresAdvisoryGuard, unlock_all
 from service.storage.postgres.maintenance import PostgresMaintenance
 from service.storage.postgres.pool import new_pool, pool_stats, pooled, redacted
-from service.storage.postgres.saver import DELETE_THREAD_SQL, PostgresCheckpointer
+from service.storage.postgres.saver import DELETE_THREAD_ROWS_SQL, PostgresCheckpointer
 from service.storage.records import (
     STATUS_COUNTS_SQL,
     THREAD_COLUMNS,
@@ -192,7 +192,7 @@ class PostgresPersistence:
         async def delete() -> bool:
             retry = self.settings.busy_retry_after_s
             async with pooled(self.pool, retry) as conn, conn.transaction():
-                for sql in DELETE_THREAD_SQL[:-1]:
+                for sql in DELETE_THREAD_ROWS_SQL:
                     await conn.execute(sql, (thread_id,))
                 cur = await conn.execute(
                     "DELETE FROM threads WHERE thread_id = %s RETURNING thread_id", (thread_id,)

@@ -26,7 +26,7 @@ from service.storage.leader import lead_and_sweep, timed_sweep
 from service.storage.postgres.guard import advisory_key
 from service.storage.postgres.links import COLLECT_SQL
 from service.storage.postgres.pool import connection_kwargs
-from service.storage.postgres.saver import COMPACT_SQL
+from service.storage.postgres.saver import COMPACT_SQL, DELETE_THREAD_ROWS_SQL
 from service.storage.postgres.schema import LEADER_LOCK, LOCK_CLASS
 from service.storage.run_records import ACTIVE_RUNS_SQL, STALE_RUN_SQL
 
@@ -53,16 +53,6 @@ WHERE thread_id = %(thread_id)s AND updated_at < now() - coalesce(
     ttl_minutes * interval '1 minute', make_interval(secs => %(ttl_s)s::double precision))
 RETURNING thread_id
 """
-DELETE_ROWS_SQL = tuple(
-    f"DELETE FROM {table} WHERE thread_id = %s"
-    for table in (
-        "checkpoints",
-        "checkpoint_blobs",
-        "checkpoint_writes",
-        "checkpoint_messages",
-        "runs",
-    )
-)
 NEXT_THREADS_SQL = "SELECT thread_id FROM threads WHERE thread_id > %s ORDER BY thread_id LIMIT %s"
 OVER_RETENTION_SQL = """
 SELECT thread_id, count(*) AS n FROM checkpoints
@@ -102,7 +92,7 @@ async def delete_expired(
         cur = await conn.execute(DELETE_EXPIRED_SQL, {"thread_id": thread_id, "ttl_s": ttl_s})
         if await cur.fetchone() is None:
             return None
-        for sql in DELETE_ROWS_SQL:
+        for sql in DELETE_THREAD_ROWS_SQL:
             await conn.execute(sql, (thread_id,))
     return True
 

@@ -102,6 +102,7 @@ WHERE b.thread_id = %(thread_id)s AND b.checkpoint_ns = ''
             AND k.checkpoint -> 'channel_versions' ->> b.channel = b.version
     )
 """
+# A thread's rows, its record last (`DELETE_THREAD_ROWS_SQL`: all but the record).
 DELETE_THREAD_SQL = tuple(
     f"DELETE FROM {table} WHERE thread_id = %s"
     for table in (
@@ -113,6 +114,7 @@ DELETE_THREAD_SQL = tuple(
         "threads",
     )
 )
+DELETE_THREAD_ROWS_SQL = DELETE_THREAD_SQL[:-1]
 RUN_THREADS_SQL = "SELECT DISTINCT thread_id FROM checkpoints WHERE metadata ->> 'run_id' = ANY(%s)"
 _RUN_IDS = "metadata ->> 'run_id' = ANY(%s)"
 DELETE_FOR_RUNS_SQL = (

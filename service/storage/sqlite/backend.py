@@ -23,6 +23,8 @@ from service.storage.locks import FileLockGuard
 from service.storage.records import (
     STATUS_COUNTS_SQL,
     THREAD_COLUMNS,
+    UPDATE_THREAD_SQL,
+    apply_thread_update,
     search_order,
     search_where,
     set_status_gauges,
@@ -166,20 +168,7 @@ class SqlitePersistence:
                 if row is None:
                     return None
                 record = thread_record(*row)
-                record.metadata = {**record.metadata, **metadata}
-                record.updated_at = utcnow_iso()
-                if ttl_minutes is not None:
-                    record.ttl_minutes = ttl_minutes
-                cur.execute(
-                    "UPDATE threads SET metadata = ?, updated_at = ?, ttl_minutes = ? "
-                    "WHERE thread_id = ?",
-                    (
-                        json.dumps(record.metadata, ensure_ascii=False),
-                        record.updated_at,
-                        record.ttl_minutes,
-                        thread_id,
-                    ),
-                )
+                cur.execute(UPDATE_THREAD_SQL, apply_thread_update(record, metadata, ttl_minutes))
             return record
 
         return await saver.run_write("thread", merge)

@@ -50,12 +50,18 @@ def delete_thread_rows(cur: Any, thread_id: str) -> bool:
     return existed
 
 
-def expired_threads(conn: Any, ttl_days: float, limit: int) -> list[str]:
-    """Threads whose last activity is older than the TTL, oldest first."""
-    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=ttl_days)
-    stamp = iso_utc(cutoff)
+def expired_threads(
+    conn: Any, ttl_days: float, limit: int, *, without_own_ttl: bool = False
+) -> list[str]:
+    """Threads whose last activity is older than `ttl_days`, oldest first.
+
+    `without_own_ttl`: only those without a TTL of their own (THREAD_TTL_DAYS's share;
+    the CLI's `--older-than-days` takes them all).
+    """
+    stamp = iso_utc(dt.datetime.now(dt.UTC) - dt.timedelta(days=ttl_days))
+    own = " AND ttl_minutes IS NULL" if without_own_ttl else ""
     rows = conn.execute(
-        "SELECT thread_id FROM threads WHERE updated_at < ? ORDER BY updated_at LIMIT ?",
+        f"SELECT thread_id FROM threads WHERE updated_at < ?{own} ORDER BY updated_at LIMIT ?",
         (stamp, limit),
     ).fetchall()
     return [row[0] for row in rows]
@@ -68,17 +74,6 @@ def expired_by_own_ttl(conn: Any, limit: int) -> list[str]:
         "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-' || ttl_minutes || ' minutes') "
         "ORDER BY updated_at LIMIT ?",
         (limit,),
-    ).fetchall()
-    return [row[0] for row in rows]
-
-
-def _global_expiry(conn: Any, ttl_days: float, limit: int) -> list[str]:
-    """THREAD_TTL_DAYS, for the threads without a TTL of their own."""
-    cutoff = iso_utc(dt.datetime.now(dt.UTC) - dt.timedelta(days=ttl_days))
-    rows = conn.execute(
-        "SELECT thread_id FROM threads WHERE updated_at < ? AND ttl_minutes IS NULL "
-        "ORDER BY updated_at LIMIT ?",
-        (cutoff, limit),
     ).fetchall()
     return [row[0] for row in rows]
 
@@ -201,7 +196,7 @@ def sweep(
         finders = [expired_by_own_ttl]
         if settings.thread_ttl_days > 0:
             days = settings.thread_ttl_days
-            finders.append(lambda c, n: _global_expiry(c, days, n))
+            finders.append(lambda c, n: expired_threads(c, days, n, without_own_ttl=True))
         for find in finders:
             for _ in range(max_batches):
                 listed = find(conn, batch)
