@@ -73,6 +73,16 @@ class Conversation:
             context={},
         )
 
+    def read_json(self, method: str, path: str, name: str, body: Any = None) -> Any:
+        """A read's JSON body, or None (a Locust failure) when it does not answer 200."""
+        with self.client.request(method, path, json=body, name=name, catch_response=True) as resp:
+            if resp.status_code != 200:
+                resp.failure(f"HTTP {resp.status_code}")
+                return None
+            data = resp.json()
+            resp.success()
+        return data
+
     def think(self) -> None:
         low, high = self.profile.think_ms
         self.sleep(self.rng.uniform(low, high) / 1000)
@@ -142,14 +152,10 @@ class Conversation:
         """The thread holds exactly the human messages accepted so far."""
         if not self.profile.check_history:
             return
-        with self.client.get(
-            f"/threads/{self.thread_id}/state", name="/threads/[id]/state", catch_response=True
-        ) as resp:
-            if resp.status_code != 200:
-                resp.failure(f"HTTP {resp.status_code}")
-                raise ConversationAborted("state read failed")
-            values = resp.json().get("values")
-            resp.success()
+        state = self.read_json("GET", f"/threads/{self.thread_id}/state", "/threads/[id]/state")
+        if state is None:
+            raise ConversationAborted("state read failed")
+        values = state.get("values")
         stored = d.human_count(values)
         if stored < self.sent:
             self.fail_check("lost turn", f"state has {stored} human messages, sent {self.sent}")
@@ -254,17 +260,11 @@ class Conversation:
 
     def read_back(self) -> None:
         """History and thread reads agree with what was sent."""
-        with self.client.post(
-            f"/threads/{self.thread_id}/history",
-            json={"limit": 5},
-            name="/threads/[id]/history",
-            catch_response=True,
-        ) as resp:
-            if resp.status_code != 200:
-                resp.failure(f"HTTP {resp.status_code}")
-                return
-            history = resp.json()
-            resp.success()
+        history = self.read_json(
+            "POST", f"/threads/{self.thread_id}/history", "/threads/[id]/history", {"limit": 5}
+        )
+        if history is None:
+            return
         if not history:
             self.fail_check("empty history", "history returned no snapshot")
         elif self.profile.check_history and d.human_count(history[0]["values"]) != self.sent:
@@ -284,16 +284,13 @@ class Conversation:
     def read_past(self, snapshot: dict[str, Any]) -> None:
         """An older checkpoint reads back as the history showed it (time travel)."""
         checkpoint_id = snapshot["checkpoint"]["checkpoint_id"]
-        with self.client.get(
+        past = self.read_json(
+            "GET",
             f"/threads/{self.thread_id}/state/{checkpoint_id}",
-            name="/threads/[id]/state/[checkpoint_id]",
-            catch_response=True,
-        ) as resp:
-            if resp.status_code != 200:
-                resp.failure(f"HTTP {resp.status_code}")
-                return
-            past = resp.json()
-            resp.success()
+            "/threads/[id]/state/[checkpoint_id]",
+        )
+        if past is None:
+            return
         if past["checkpoint"]["checkpoint_id"] != checkpoint_id:
             self.fail_check("wrong checkpoint", f"asked {checkpoint_id}")
         elif d.human_count(past["values"]) != d.human_count(snapshot["values"]):

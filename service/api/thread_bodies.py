@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from langgraph.types import StateSnapshot
+
 from service.api.auth import OWNER_KEY, Principal
 from service.api.deps import AppState
 from service.runs.serialize import to_jsonable
@@ -72,9 +74,13 @@ def owner_metadata(caller: Principal, metadata: dict[str, Any]) -> dict[str, Any
     return {**metadata, OWNER_KEY: caller.owner}
 
 
-async def state_body(state: AppState, record: ThreadRecord) -> dict[str, Any]:
-    """The thread with its latest values and pending interrupts (one state read)."""
-    snapshot = await state.graph.aget_state(thread_config(record.thread_id))
+async def state_body(
+    state: AppState, record: ThreadRecord, snapshot: StateSnapshot | None = None
+) -> dict[str, Any]:
+    """The thread with its latest values and pending interrupts (one state read, unless
+    the caller read it already)."""
+    if snapshot is None:
+        snapshot = await state.graph.aget_state(thread_config(record.thread_id))
     interrupts = {task.id: to_jsonable(list(task.interrupts)) for task in snapshot.tasks}
     interrupts = {key: value for key, value in interrupts.items() if value}
     status = thread_status(state, record, bool(interrupts))

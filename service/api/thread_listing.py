@@ -14,9 +14,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+from langgraph.types import StateSnapshot
 
 from service.api.deps import AppState
 from service.api.encoding import encode
+from service.api.thread_bodies import thread_config
 from service.runs.lifecycle import RunInputError
 from service.runs.serialize import to_jsonable
 from service.schemas.models import ThreadCount, ThreadSearch
@@ -55,6 +57,7 @@ class ThreadLister:
             sort_by=sort_by,
             sort_order=sort_order,
         )
+        self.snapshots: dict[str, StateSnapshot] = {}
         # Any thread may be running now, and then it is busy, not what its record says.
         self.live_status = body.status is not None
 
@@ -63,7 +66,9 @@ class ThreadLister:
         return self.live_status or bool(self.body.values)
 
     async def values(self, thread_id: str) -> Any:
-        snapshot = await self.state.graph.aget_state({"configurable": {"thread_id": thread_id}})
+        """The latest state's values; the snapshot is kept for the results' bodies."""
+        snapshot = await self.state.graph.aget_state(thread_config(thread_id))
+        self.snapshots[thread_id] = snapshot
         return snapshot.values
 
     async def _matches(self, record: ThreadRecord) -> bool:

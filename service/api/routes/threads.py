@@ -89,9 +89,13 @@ def _lister(state: AppState, caller: Principal, body: ThreadCount) -> ThreadList
 @router.post("/search", operation_id="search_threads", response_model=list[dict[str, Any]])
 async def search_threads(body: ThreadSearch, state: State, caller: Caller) -> Response:
     """Filters, order and paging as LangGraph Server's; each thread with its values."""
-    records = await _lister(state, caller, body).search(body.limit, body.offset)
+    lister = _lister(state, caller, body)
+    records = await lister.search(body.limit, body.offset)
     if wants_values(body):
-        found = [await state_body(state, record) for record in records]
+        found = [
+            await state_body(state, record, lister.snapshots.get(record.thread_id))
+            for record in records
+        ]
     else:
         found = [thread_body(r, thread_status(state, r, False)) for r in records]
     return json_response([select_fields(item, body) for item in found])
