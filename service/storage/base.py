@@ -32,6 +32,7 @@ class ThreadRecord:
 
 
 RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
+CancelAction = Literal["interrupt", "rollback"]
 
 
 @dataclass
@@ -124,11 +125,42 @@ class Persistence(Protocol):
     async def prune_threads(self, thread_ids: list[str], strategy: PruneStrategy) -> int: ...
 
     # --- runs ---------------------------------------------------------------------------
-    async def create_run(self, run: RunRecord) -> None:
-        """Record a run that now holds its thread (or waits to)."""
+    async def create_run(self, run: RunRecord, *, unless_queued: bool = False) -> bool:
+        """Record a run that now holds its thread, or (`pending`) waits in the queue.
+        With `unless_queued`, only if no pending run of the thread is ahead of it;
+        returns whether it was recorded."""
         ...
 
-    async def set_run_status(self, run_id: str, status: RunStatus) -> None: ...
+    async def set_run_status(self, run_id: str, status: RunStatus) -> None:
+        """A run's final status (a cancel asked of it is done with)."""
+        ...
+
+    async def next_pending_runs(self, limit: int) -> list[RunRecord]:
+        """The oldest pending run of each thread, oldest first."""
+        ...
+
+    async def claim_run(self, run_id: str, worker: str) -> bool:
+        """pending -> running for `worker` (which holds the thread); False if taken or
+        cancelled meanwhile."""
+        ...
+
+    async def cancel_run(self, run_id: str, action: CancelAction) -> RunStatus | None:
+        """Cancel a pending run where it stands (interrupted, or deleted for rollback) or
+        ask the worker running it to stop. Returns its status before, None if it had
+        ended (or does not exist)."""
+        ...
+
+    async def cancel_requests(self, worker: str) -> dict[str, CancelAction]:
+        """The cancels asked of `worker`'s running runs."""
+        ...
+
+    async def active_runs(self, thread_id: str | None) -> list[RunRecord]:
+        """Pending and running runs, of one thread or of all."""
+        ...
+
+    async def queue_stats(self) -> tuple[int, str | None]:
+        """How many runs are pending, and when the oldest was accepted."""
+        ...
 
     async def get_run(self, thread_id: str, run_id: str) -> RunRecord | None: ...
 

@@ -37,3 +37,7 @@ class RunNotFoundError(LookupError):
 
 class RunActiveError(Exception):
     """The run has not ended, so its record stays (409)."""
+
+
+class RunEndedError(Exception):
+    """The run has already ended, so there is nothing to cancel (`args`: run id, status)."""

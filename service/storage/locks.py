@@ -49,12 +49,13 @@ class ThreadGuard(Protocol):
     """What the run lifecycle needs from a guard; each backend provides one."""
 
     def hold(
-        self, thread_id: str, *, wait: bool, timeout_s: float
+        self, thread_id: str, *, wait: bool, timeout_s: float, counted: bool = True
     ) -> AbstractAsyncContextManager[bool | None]:
         """Async context manager: hold the thread, waiting up to `timeout_s` if `wait`.
 
         It yields whether it had to wait (None: unknown), so a caller can skip
-        re-reading state that cannot have changed.
+        re-reading state that cannot have changed. An uncounted hold (the queue's
+        probe of a thread) leaves the waits and rejections metrics alone.
         """
         ...
 
@@ -119,7 +120,13 @@ Session = Callable[[float], AbstractAsyncContextManager[TryLock]]
 
 @asynccontextmanager
 async def hold_in_turn(
-    local: LocalLocks, thread_id: str, *, wait: bool, timeout_s: float, session: Session
+    local: LocalLocks,
+    thread_id: str,
+    *,
+    wait: bool,
+    timeout_s: float,
+    session: Session,
+    counted: bool = True,
 ) -> AsyncIterator[bool]:
     """What every guard does around its own lock: runs of this worker line up on an
     asyncio lock first, then the cross-process lock is polled with backoff until the
@@ -161,7 +168,8 @@ async def hold_in_turn(
         metrics.GUARD_REJECTIONS.labels(reason="timeout").inc()
         raise
     except ThreadBusyError:
-        metrics.GUARD_REJECTIONS.labels(reason="reject").inc()
+        if counted:
+            metrics.GUARD_REJECTIONS.labels(reason="reject").inc()
         raise
     finally:
         local.leave(thread_id)
@@ -211,10 +219,15 @@ class FileLockGuard:
         return locked_by_another_process(self._fd, thread_offset(thread_id))
 
     def hold(
-        self, thread_id: str, *, wait: bool, timeout_s: float
+        self, thread_id: str, *, wait: bool, timeout_s: float, counted: bool = True
     ) -> AbstractAsyncContextManager[bool]:
         return hold_in_turn(
-            self._local, thread_id, wait=wait, timeout_s=timeout_s, session=self._session(thread_id)
+            self._local,
+            thread_id,
+            wait=wait,
+            timeout_s=timeout_s,
+            session=self._session(thread_id),
+            counted=counted,
         )
 
     def _session(self, thread_id: str) -> Session:

@@ -74,3 +74,57 @@ def run_list_where(status: str | None, mark: str) -> str:
 
 # A finished run's record may be deleted; an active one stays (409 in the API).
 DELETE_RUN_WHERE = "thread_id = {m} AND run_id = {m} AND status NOT IN ('pending', 'running')"
+
+
+# --- the queue of background runs -----------------------------------------------------
+# Run ids are time-ordered (UUID v6), so their order is the order runs were accepted in;
+# "C" collation keeps PostgreSQL's comparison byte-wise, as SQLite's is.
+_ID_ORDER = "run_id{collate}"
+
+# The oldest pending run of each thread, oldest first: a thread's later runs wait behind
+# its first, and one busy thread's backlog cannot hide the others'.
+NEXT_PENDING_SQL = (
+    f"SELECT {RUN_COLUMNS} FROM runs AS r WHERE status = 'pending' AND run_id = ("
+    "SELECT min(run_id{collate}) FROM runs WHERE thread_id = r.thread_id AND status = 'pending'"
+    f") ORDER BY {_ID_ORDER} LIMIT {{m}}"
+)
+# A worker that holds the thread takes its pending run; only one can.
+CLAIM_RUN_SQL = (
+    "UPDATE runs SET status = 'running', worker = {m}, updated_at = {now} "
+    "WHERE run_id = {m} AND status = 'pending'"
+)
+QUEUE_STATS_SQL = (
+    "SELECT count(*) AS n, min(created_at) AS oldest FROM runs WHERE status = 'pending'"
+)
+
+
+def insert_run_sql(values: str, m: str, *, unless_queued: bool) -> str:
+    """Insert one run from `values` (its RUN_COLUMNS' placeholders); `unless_queued`: only
+    if no run accepted before it still waits for the thread (the wait and stream runs'
+    record, so that they never overtake a background run; no extra round trip)."""
+    if not unless_queued:
+        return f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({values})"
+    return (
+        f"INSERT INTO runs ({RUN_COLUMNS}) SELECT {values} WHERE NOT EXISTS ("
+        f"SELECT 1 FROM runs WHERE thread_id = {m} AND status = 'pending')"
+    )
+
+
+# --- cancellation ----------------------------------------------------------------------
+CANCEL_ACTIONS = ("interrupt", "rollback")
+# A pending run is cancelled where it stands; a running one is asked to stop, and the
+# worker running it (it polls `CANCEL_REQUESTS_SQL`) does.
+CANCEL_PENDING_SQL = (
+    "UPDATE runs SET status = 'interrupted', updated_at = {now} "
+    "WHERE run_id = {m} AND status = 'pending'"
+)
+DELETE_PENDING_SQL = "DELETE FROM runs WHERE run_id = {m} AND status = 'pending'"
+REQUEST_CANCEL_SQL = (
+    "UPDATE runs SET cancel = {m}, updated_at = {now} WHERE run_id = {m} AND status = 'running'"
+)
+CANCEL_REQUESTS_SQL = (
+    "SELECT run_id, cancel FROM runs WHERE status = 'running' AND worker = {m} "
+    "AND cancel IS NOT NULL"
+)
+# An active run's record, for a cancel by filter (`POST /runs/cancel`).
+ACTIVE_RUN_FILTER = "status IN ('pending', 'running')"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from service.storage.base import RunRecord, RunStatus
+from service.storage.base import CancelAction, RunRecord, RunStatus
 from service.storage.records import utcnow_iso
 from service.storage.run_records import ACTIVE_STATUSES
 
@@ -14,13 +14,64 @@ class InMemoryRuns:
 
     def __init__(self) -> None:
         self._runs: dict[str, RunRecord] = {}
+        self._cancels: dict[str, CancelAction] = {}
 
-    async def create_run(self, run: RunRecord) -> None:
+    async def create_run(self, run: RunRecord, *, unless_queued: bool = False) -> bool:
+        if unless_queued and any(
+            r.thread_id == run.thread_id and r.status == "pending" for r in self._runs.values()
+        ):
+            return False
         self._runs[run.run_id] = dataclasses.replace(run)
+        return True
 
     async def set_run_status(self, run_id: str, status: RunStatus) -> None:
+        self._cancels.pop(run_id, None)
         if run := self._runs.get(run_id):
             run.status, run.updated_at = status, utcnow_iso()
+
+    async def next_pending_runs(self, limit: int) -> list[RunRecord]:
+        first: dict[str, RunRecord] = {}
+        for run in sorted(self._runs.values(), key=lambda r: r.run_id):
+            if run.status == "pending":
+                first.setdefault(run.thread_id, run)
+        return list(first.values())[:limit]
+
+    async def claim_run(self, run_id: str, worker: str) -> bool:
+        run = self._runs.get(run_id)
+        if run is None or run.status != "pending":
+            return False
+        run.status, run.worker, run.updated_at = "running", worker, utcnow_iso()
+        return True
+
+    async def cancel_run(self, run_id: str, action: CancelAction) -> RunStatus | None:
+        run = self._runs.get(run_id)
+        if run is None or run.status not in ACTIVE_STATUSES:
+            return None
+        before: RunStatus = "pending" if run.status == "pending" else "running"
+        if before == "running":
+            self._cancels[run_id] = action
+        elif action == "rollback":
+            del self._runs[run_id]
+        else:
+            run.status, run.updated_at = "interrupted", utcnow_iso()
+        return before
+
+    async def cancel_requests(self, worker: str) -> dict[str, CancelAction]:
+        return dict(self._cancels)
+
+    async def active_runs(self, thread_id: str | None) -> list[RunRecord]:
+        return sorted(
+            (
+                r
+                for r in self._runs.values()
+                if r.status in ACTIVE_STATUSES and thread_id in (None, r.thread_id)
+            ),
+            key=lambda r: r.run_id,
+        )
+
+    async def queue_stats(self) -> tuple[int, str | None]:
+        pending = [r.created_at for r in self._runs.values() if r.status == "pending"]
+        return len(pending), min(pending, default=None)
 
     async def get_run(self, thread_id: str, run_id: str) -> RunRecord | None:
         run = self._runs.get(run_id)

@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 from service.observability import metrics
 from service.settings import Settings
 from service.storage.base import (
+    CancelAction,
     IfExists,
     PruneStrategy,
     RunRecord,
@@ -31,14 +32,24 @@ from service.storage.postgres.saver import DELETE_THREAD_ROWS_SQL, PostgresCheck
 from service.storage.records import (
     STATUS_COUNTS_SQL,
     THREAD_COLUMNS,
+    iso_utc,
     search_order,
     search_where,
     set_status_gauges,
     thread_record,
 )
 from service.storage.run_records import (
+    ACTIVE_RUN_FILTER,
+    CANCEL_PENDING_SQL,
+    CANCEL_REQUESTS_SQL,
+    CLAIM_RUN_SQL,
+    DELETE_PENDING_SQL,
     DELETE_RUN_WHERE,
+    NEXT_PENDING_SQL,
+    QUEUE_STATS_SQL,
+    REQUEST_CANCEL_SQL,
     RUN_COLUMNS,
+    insert_run_sql,
     run_list_where,
     run_record,
 )
@@ -237,38 +248,78 @@ class PostgresPersistence:
 
     # --- health and facts -------------------------------------------------------------
     # --- runs -------------------------------------------------------------------------
-    async def create_run(self, run: RunRecord) -> None:
-        await self.checkpointer.timed(
-            "run",
-            self._fetch(
-                f"INSERT INTO runs ({RUN_COLUMNS}) VALUES "
-                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING run_id",
-                (
-                    run.run_id,
-                    run.thread_id,
-                    run.assistant_id,
-                    run.status,
-                    run.multitask_strategy,
-                    Jsonb(run.metadata),
-                    Jsonb(run.kwargs),
-                    run.created_at,
-                    run.updated_at,
-                    run.worker,
-                ),
-            ),
+    async def create_run(self, run: RunRecord, *, unless_queued: bool = False) -> bool:
+        values = "%s, %s, %s, %s, %s, %s, %s, %s::timestamptz, %s::timestamptz, %s"
+        sql = insert_run_sql(values, "%s", unless_queued=unless_queued) + " RETURNING run_id"
+        params: tuple[Any, ...] = (
+            run.run_id,
+            run.thread_id,
+            run.assistant_id,
+            run.status,
+            run.multitask_strategy,
+            Jsonb(run.metadata),
+            Jsonb(run.kwargs),
+            run.created_at,
+            run.updated_at,
+            run.worker,
         )
-        self.checkpointer.committed()
+        if unless_queued:
+            params += (run.thread_id,)
+        return await self._changed(sql, params)
 
     async def set_run_status(self, run_id: str, status: RunStatus) -> None:
-        await self.checkpointer.timed(
-            "run",
-            self._fetch(
-                "UPDATE runs SET status = %s, updated_at = now() WHERE run_id = %s "
-                "RETURNING run_id",
-                (status, run_id),
-            ),
+        await self._changed(
+            "UPDATE runs SET status = %s, cancel = NULL, updated_at = now() WHERE run_id = %s "
+            "RETURNING run_id",
+            (status, run_id),
         )
+
+    async def next_pending_runs(self, limit: int) -> list[RunRecord]:
+        sql = NEXT_PENDING_SQL.format(collate=' COLLATE "C"', m="%s")
+        rows = await self.checkpointer.timed("run", self._fetch(sql, (limit,)))
+        return [run_record(row) for row in rows]
+
+    async def claim_run(self, run_id: str, worker: str) -> bool:
+        sql = CLAIM_RUN_SQL.format(m="%s", now="now()") + " RETURNING run_id"
+        return await self._changed(sql, (worker, run_id))
+
+    async def cancel_run(self, run_id: str, action: CancelAction) -> RunStatus | None:
+        if action == "rollback":
+            pending = DELETE_PENDING_SQL.format(m="%s")
+        else:
+            pending = CANCEL_PENDING_SQL.format(m="%s", now="now()")
+        if await self._changed(pending + " RETURNING run_id", (run_id,)):
+            return "pending"
+        running = REQUEST_CANCEL_SQL.format(m="%s", now="now()") + " RETURNING run_id"
+        return "running" if await self._changed(running, (action, run_id)) else None
+
+    async def cancel_requests(self, worker: str) -> dict[str, CancelAction]:
+        rows = await self.checkpointer.timed(
+            "run", self._fetch(CANCEL_REQUESTS_SQL.format(m="%s"), (worker,))
+        )
+        return {row["run_id"]: row["cancel"] for row in rows}
+
+    async def active_runs(self, thread_id: str | None) -> list[RunRecord]:
+        where = ACTIVE_RUN_FILTER + (" AND thread_id = %s" if thread_id else "")
+        sql = f'SELECT {RUN_COLUMNS} FROM runs WHERE {where} ORDER BY run_id COLLATE "C"'
+        rows = await self.checkpointer.timed(
+            "run", self._fetch(sql, (thread_id,) if thread_id else ())
+        )
+        return [run_record(row) for row in rows]
+
+    async def queue_stats(self) -> tuple[int, str | None]:
+        rows = await self.checkpointer.timed(
+            "run",
+            self._fetch(QUEUE_STATS_SQL),
+        )
+        oldest = rows[0]["oldest"]
+        return int(rows[0]["n"]), None if oldest is None else iso_utc(oldest)
+
+    async def _changed(self, sql: str, params: tuple[Any, ...]) -> bool:
+        """One write statement with RETURNING; whether it touched a row."""
+        rows = await self.checkpointer.timed("run", self._fetch(sql, params))
         self.checkpointer.committed()
+        return bool(rows)
 
     async def get_run(self, thread_id: str, run_id: str) -> RunRecord | None:
         rows = await self.checkpointer.timed(

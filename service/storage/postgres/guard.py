@@ -89,7 +89,7 @@ class PostgresAdvisoryGuard:
             log.warning("advisory unlock failed; the lock ended with its session")
 
     def hold(
-        self, thread_id: str, *, wait: bool, timeout_s: float
+        self, thread_id: str, *, wait: bool, timeout_s: float, counted: bool = True
     ) -> AbstractAsyncContextManager[bool]:
         """Runs of this worker line up first, so only one at a time holds a connection
         while it waits for the thread (see `hold_in_turn`)."""
@@ -99,6 +99,7 @@ class PostgresAdvisoryGuard:
             wait=wait,
             timeout_s=timeout_s,
             session=partial(self._session, advisory_key(thread_id), wait),
+            counted=counted,
         )
 
     @asynccontextmanager

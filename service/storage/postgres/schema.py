@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_by_thread ON runs (thread_id, created_at);
 CREATE INDEX IF NOT EXISTS runs_active ON runs (status) WHERE status IN ('pending', 'running');
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS cancel TEXT;
 """
 # Threads written by a plain LangGraph script become visible to the thread API.
 BACKFILL_SQL = """

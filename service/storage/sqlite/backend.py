@@ -11,6 +11,7 @@ from typing import Any
 from service.observability import metrics
 from service.settings import Settings
 from service.storage.base import (
+    CancelAction,
     IfExists,
     PruneStrategy,
     RunRecord,
@@ -33,9 +34,18 @@ from service.storage.records import (
     utcnow_iso,
 )
 from service.storage.run_records import (
+    ACTIVE_RUN_FILTER,
+    CANCEL_PENDING_SQL,
+    CANCEL_REQUESTS_SQL,
+    CLAIM_RUN_SQL,
+    DELETE_PENDING_SQL,
     DELETE_RUN_WHERE,
+    NEXT_PENDING_SQL,
+    QUEUE_STATS_SQL,
+    REQUEST_CANCEL_SQL,
     RUN_COLUMNS,
     dumps,
+    insert_run_sql,
     run_list_where,
     run_record,
 )
@@ -222,28 +232,23 @@ class SqlitePersistence:
         return pruned
 
     # --- runs -------------------------------------------------------------------------
-    async def create_run(self, run: RunRecord) -> None:
-        saver = self.checkpointer
-
-        def insert() -> None:
-            with saver.write_transaction() as cur:
-                cur.execute(
-                    f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        run.run_id,
-                        run.thread_id,
-                        run.assistant_id,
-                        run.status,
-                        run.multitask_strategy,
-                        dumps(run.metadata),
-                        dumps(run.kwargs),
-                        run.created_at,
-                        run.updated_at,
-                        run.worker,
-                    ),
-                )
-
-        await saver.run_write("run", insert, single=True)
+    async def create_run(self, run: RunRecord, *, unless_queued: bool = False) -> bool:
+        sql = insert_run_sql(", ".join("?" * 10), "?", unless_queued=unless_queued)
+        params: tuple[Any, ...] = (
+            run.run_id,
+            run.thread_id,
+            run.assistant_id,
+            run.status,
+            run.multitask_strategy,
+            dumps(run.metadata),
+            dumps(run.kwargs),
+            run.created_at,
+            run.updated_at,
+            run.worker,
+        )
+        if unless_queued:
+            params += (run.thread_id,)
+        return await self._changed(sql, params)
 
     async def set_run_status(self, run_id: str, status: RunStatus) -> None:
         saver = self.checkpointer
@@ -251,11 +256,73 @@ class SqlitePersistence:
         def update() -> None:
             with saver.write_transaction() as cur:
                 cur.execute(
-                    "UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ?",
+                    "UPDATE runs SET status = ?, cancel = NULL, updated_at = ? WHERE run_id = ?",
                     (status, utcnow_iso(), run_id),
                 )
 
         await saver.run_write("run", update, single=True)
+
+    async def next_pending_runs(self, limit: int) -> list[RunRecord]:
+        rows = await self.checkpointer.run_read(
+            "run",
+            self.checkpointer.read_all,
+            NEXT_PENDING_SQL.format(collate="", m="?"),
+            (limit,),
+        )
+        return [run_record(row) for row in rows]
+
+    async def claim_run(self, run_id: str, worker: str) -> bool:
+        sql = CLAIM_RUN_SQL.format(m="?", now="?")
+        return await self._changed(sql, (worker, utcnow_iso(), run_id))
+
+    async def cancel_run(self, run_id: str, action: CancelAction) -> RunStatus | None:
+        saver = self.checkpointer
+        now = utcnow_iso()
+
+        def cancel() -> RunStatus | None:
+            with saver.write_transaction() as cur:
+                if action == "rollback":
+                    cur.execute(DELETE_PENDING_SQL.format(m="?"), (run_id,))
+                else:
+                    cur.execute(CANCEL_PENDING_SQL.format(m="?", now="?"), (now, run_id))
+                if cur.rowcount:
+                    return "pending"
+                cur.execute(REQUEST_CANCEL_SQL.format(m="?", now="?"), (action, now, run_id))
+                return "running" if cur.rowcount else None
+
+        return await saver.run_write("run", cancel, single=True)
+
+    async def cancel_requests(self, worker: str) -> dict[str, CancelAction]:
+        rows = await self.checkpointer.run_read(
+            "run", self.checkpointer.read_all, CANCEL_REQUESTS_SQL.format(m="?"), (worker,)
+        )
+        return {run_id: action for run_id, action in rows}
+
+    async def active_runs(self, thread_id: str | None) -> list[RunRecord]:
+        where = ACTIVE_RUN_FILTER + (" AND thread_id = ?" if thread_id else "")
+        rows = await self.checkpointer.run_read(
+            "run",
+            self.checkpointer.read_all,
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE {where} ORDER BY run_id",
+            (thread_id,) if thread_id else (),
+        )
+        return [run_record(row) for row in rows]
+
+    async def queue_stats(self) -> tuple[int, str | None]:
+        count, oldest = await self.checkpointer.run_read(
+            "run", self.checkpointer.read_one, QUEUE_STATS_SQL
+        )
+        return int(count), oldest
+
+    async def _changed(self, sql: str, params: tuple[Any, ...]) -> bool:
+        saver = self.checkpointer
+
+        def write() -> bool:
+            with saver.write_transaction() as cur:
+                cur.execute(sql, params)
+                return cur.rowcount > 0
+
+        return await saver.run_write("run", write, single=True)
 
     async def get_run(self, thread_id: str, run_id: str) -> RunRecord | None:
         row = await self.checkpointer.run_read(

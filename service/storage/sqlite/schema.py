@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 # 2: message links (`checkpoint_messages`, `checkpoints.messages_head`), full history.
 # 3: an index of the threads that are not idle (interrupted, error), for the gauges,
 #    `threads.ttl_minutes`, a thread's own TTL, and `runs`, one record a run.
-SCHEMA_VERSION = 3
+# 4: `runs.cancel`, a cancel asked of the worker that runs the run.
+SCHEMA_VERSION = 4
 
 # Threads with a TTL of their own, for the sweep (after the column exists in old files).
 _TTL_INDEX = (
@@ -90,7 +91,8 @@ CREATE TABLE IF NOT EXISTS runs (
     kwargs TEXT NOT NULL DEFAULT '{}',
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
-    worker TEXT NOT NULL DEFAULT ''
+    worker TEXT NOT NULL DEFAULT '',
+    cancel TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_thread ON runs (thread_id, created_at);
 CREATE INDEX IF NOT EXISTS runs_active ON runs (status) WHERE status IN ('pending', 'running');
@@ -156,6 +158,9 @@ def _init_database(path: Path, settings: Settings) -> None:
             if "ttl_minutes" not in columns:
                 conn.execute("ALTER TABLE threads ADD COLUMN ttl_minutes REAL")
             conn.execute(_TTL_INDEX)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+            if "cancel" not in columns:
+                conn.execute("ALTER TABLE runs ADD COLUMN cancel TEXT")
             # Rows written before version 2 have no head and keep their messages inline.
             columns = {row[1] for row in conn.execute("PRAGMA table_info(checkpoints)")}
             if "messages_head" not in columns:
