@@ -22,11 +22,12 @@ from service.api.auth import KeyRing
 from service.api.deps import AppState
 from service.api.errors import install_error_handlers
 from service.api.middleware import HttpMetrics, RequestLimits
-from service.api.routes import assistants, runs, state, system, threads
+from service.api.routes import assistants, runs, state, stateless_runs, system, threads
 from service.bookings.store import open_booking_store
 from service.observability import metrics
 from service.observability.telemetry import set_build_info
 from service.runs.lifecycle import RunService
+from service.runs.queue import RunQueue
 from service.settings import Settings, get_settings
 from service.storage import open_persistence, sqlite_library
 
@@ -45,13 +46,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     graph = build_graph(build_model(settings), build_tools(bookings, settings), settings).compile(
         checkpointer=persistence.checkpointer, name="agent"
     )
+    run_service = RunService(graph, persistence, settings)
     app.state.service = AppState(
         settings=settings,
         persistence=persistence,
         graph=graph,
-        runs=RunService(graph, persistence, settings),
+        runs=run_service,
         extra={"bookings": bookings},
     )
+    queue = RunQueue(run_service, settings)
     library = sqlite_library()
     set_build_info(persistence.backend, str(library["version"]), str(library["driver"]))
     # What start-up built lives as long as the worker: move it out of the collector's
@@ -61,11 +64,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.freeze()
     metrics.WORKER_UP.labels(pid=str(os.getpid())).set(1)
     log.info("worker %d ready (backend=%s)", os.getpid(), persistence.backend)
+    queue.start()
     try:
         yield
     finally:
-        # Runs whose clients left carry on (on_disconnect, side effects): let them finish.
-        await app.state.service.runs.drain(settings.graceful_timeout_s)
+        # A worker that stops takes no more background runs (the others do), and lets
+        # the runs it has in flight, their clients perhaps gone, finish.
+        await queue.stop()
+        await run_service.drain(settings.graceful_timeout_s)
         await persistence.aclose()
         bookings.close()
         log.info("worker %d closed its connections", os.getpid())
@@ -88,7 +94,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.keyring = KeyRing.from_settings(settings)
     install_error_handlers(app)
-    routers = [system.router, assistants.router, threads.router, state.router, runs.router]
+    routers = [
+        system.router,
+        assistants.router,
+        threads.router,
+        state.router,
+        runs.router,
+        stateless_runs.router,
+    ]
     if not docs_open:
         routers.append(system.openapi_router)
     for router in routers:

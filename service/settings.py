@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     default_multitask_strategy: MultitaskStrategy = "enqueue"
     enqueue_timeout_s: float = Field(30.0, gt=0, le=3600)
     run_timeout_s: float = Field(120.0, gt=0, le=3600)
+    # Background runs (`POST /threads/{id}/runs`): how many one worker runs at once,
+    # and how often an idle worker looks for runs accepted by others (and for cancels).
+    background_runs_per_worker: int = Field(8, ge=1, le=1000)
+    run_queue_poll_s: float = Field(0.1, ge=0.01, le=60)
     busy_retry_after_s: int = Field(1, ge=1, le=600)
     max_message_chars: int = Field(8000, ge=1, le=1_000_000)
     max_messages_per_request: int = Field(20, ge=1, le=1000)

@@ -25,6 +25,7 @@ from service.schemas.validation import quote, safe_text
 from service.storage.errors import (
     CheckpointNotFoundError,
     RunActiveError,
+    RunEndedError,
     RunNotFoundError,
     StorageUnavailableError,
     ThreadExistsError,
@@ -67,6 +68,14 @@ ERROR_TABLE: list[tuple[type[BaseException], int, Detail, Callable[[Any], dict] 
         None,
     ),
     (ThreadExistsError, 409, _thread("already exists"), None),
+    (
+        RunEndedError,
+        409,
+        lambda exc: (
+            f"Run {quote(exc.args[0])} has already ended ({exc.args[1]}); nothing to cancel"
+        ),
+        None,
+    ),
     (
         RunActiveError,
         409,

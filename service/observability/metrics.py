@@ -143,6 +143,33 @@ RUNS_IN_FLIGHT = Gauge(
     "Runs executing right now, summed over live workers.",
     multiprocess_mode="livesum",
 )
+RUN_QUEUE_DEPTH = Gauge(
+    f"{PREFIX}_run_queue_depth",
+    "Background runs accepted and not yet started (pending), read by each worker's queue.",
+    multiprocess_mode="mostrecent",
+)
+RUN_QUEUE_OLDEST_SECONDS = Gauge(
+    f"{PREFIX}_run_queue_oldest_seconds",
+    "How long the oldest pending background run has waited.",
+    multiprocess_mode="mostrecent",
+)
+RUN_START_SECONDS = Histogram(
+    f"{PREFIX}_run_start_latency_seconds",
+    "From a background run's acceptance to its start on some worker.",
+    buckets=REQUEST_BUCKETS,
+)
+BACKGROUND_RUNS_ACTIVE = Gauge(
+    f"{PREFIX}_background_runs_active",
+    "Background runs executing now, summed over live workers.",
+    multiprocess_mode="livesum",
+)
+CANCEL_ACTIONS = ("interrupt", "rollback")
+RUN_CANCELLATIONS = Counter(
+    f"{PREFIX}_run_cancellations",
+    "Runs cancelled (cancel endpoints, multitask_strategy interrupt/rollback), by action "
+    "and by what the run was doing: pending (never started) or running (stopped).",
+    ["action", "stage"],
+)
 DISCONNECT_ACTIONS = ("not_started", "cancelled", "continued", "shielded")
 RUN_CLIENT_DISCONNECTS = Counter(
     f"{PREFIX}_run_client_disconnects",
@@ -232,6 +259,9 @@ def init_series(backend: str) -> None:
         GUARD_REJECTIONS.labels(reason=reason)
     for action in DISCONNECT_ACTIONS:
         RUN_CLIENT_DISCONNECTS.labels(action=action)
+    for action in CANCEL_ACTIONS:
+        for stage in ("pending", "running"):
+            RUN_CANCELLATIONS.labels(action=action, stage=stage)
     for phase in HTTP_READ_PHASES:
         HTTP_READ_TIMEOUTS.labels(phase=phase)
     for operation in CHECKPOINT_OPERATIONS:

@@ -19,12 +19,13 @@ import logging
 import os
 import socket
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from langgraph.checkpoint.base.id import uuid6
 from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
 
@@ -33,12 +34,13 @@ from service.observability import metrics
 from service.runs.commands import check_breakpoints, check_resume, to_command
 from service.schemas.models import RunCreate
 from service.settings import Settings
-from service.storage.base import Persistence, RunRecord, RunStatus
+from service.storage.base import CancelAction, Persistence, RunRecord, RunStatus, ThreadRecord
 from service.storage.errors import (
     CheckpointNotFoundError,
     StorageUnavailableError,
     ThreadNotFoundError,
 )
+from service.storage.locks import ThreadBusyError, ThreadWaitTimeoutError
 from service.storage.records import utcnow_iso
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,16 @@ log = logging.getLogger(__name__)
 def worker_name() -> str:
     """Which worker runs a run, in its record (read at run time: workers fork)."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def new_run_id() -> str:
+    """Time-ordered (UUID v6): the order of run ids is the order runs were accepted in."""
+    return str(uuid6())
+
+
+# A wait or stream run that finds background runs accepted before it lets them go
+# first, and tries again after this long.
+_QUEUE_YIELD_S = 0.02
 
 
 _MESSAGE_ROLES = {"user", "human"}
@@ -60,10 +72,6 @@ class RunInputError(Exception):
 
 class RunTooLargeError(Exception):
     """The input breaks a size limit (413)."""
-
-
-class UnsupportedStrategyError(RunInputError):
-    """interrupt / rollback are not offered (422)."""
 
 
 class RunTimeoutError(RuntimeError):
@@ -140,6 +148,25 @@ def _owned(metadata: dict[str, Any], owner: str | None) -> bool:
     return owner is None or metadata.get("owner") == owner
 
 
+def seconds_since(iso: str) -> float:
+    return time.time() - datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+# What the service adds to a run's metadata; the rest is what the client sent.
+_SERVICE_METADATA = ("run_id", "thread_id", "assistant_id")
+
+
+def stored_request(run: RunRecord) -> dict[str, Any]:
+    """The request a queued run was accepted with, from its record."""
+    body = {key: value for key, value in run.kwargs.items() if key != "temporary"}
+    body["assistant_id"] = run.assistant_id
+    body["multitask_strategy"] = run.multitask_strategy
+    body["metadata"] = {
+        key: value for key, value in run.metadata.items() if key not in _SERVICE_METADATA
+    }
+    return body
+
+
 @dataclass
 class PreparedRun:
     """A validated run that holds its thread until `stack` closes.
@@ -157,6 +184,8 @@ class PreparedRun:
     on_disconnect: str = "continue"
     interrupt_before: Any = None
     interrupt_after: Any = None
+    # A stateless run's thread, deleted once the run has ended.
+    temporary: bool = False
     stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     @property
@@ -203,38 +232,38 @@ class RunService:
         self.graph = graph
         self.persistence = persistence
         self.settings = settings
-        self._running: set[asyncio.Task[Any]] = set()
+        # This worker's runs in flight, by id (for cancel and join).
+        self.executions: dict[str, RunExecution] = {}
+        # Set when a background run was queued here or a slot came free.
+        self.queued = asyncio.Event()
 
-    async def prepare(
-        self,
-        thread_id: str,
-        request: RunCreate,
-        owner: str | None = None,
-        client_gone: ClientGone | None = None,
-    ) -> PreparedRun:
-        """Validate, check the thread, and take it in the guard. Writes nothing.
-
-        With authentication on, another owner's thread is reported as missing. If the
-        client leaves while the run waits for the thread, ClientGoneError.
-        """
+    def check(self, request: RunCreate) -> tuple[str, Any]:
+        """What needs no storage: options, strategy, input, breakpoints. Returns the
+        strategy and the graph's input."""
         unsupported = request.unsupported_fields()
         if unsupported:
             raise RunInputError(f"not supported by this server: {', '.join(unsupported)}")
         strategy = request.multitask_strategy or self.settings.default_multitask_strategy
-        if strategy in ("interrupt", "rollback"):
-            raise UnsupportedStrategyError(
-                f"multitask_strategy={strategy!r} is not supported; use 'reject' or 'enqueue'"
-            )
         graph_input = self._graph_input(request)
         check_breakpoints(self.graph, "interrupt_before", request.interrupt_before)
         check_breakpoints(self.graph, "interrupt_after", request.interrupt_after)
+        return strategy, graph_input
+
+    async def thread_for(
+        self, thread_id: str, request: RunCreate, owner: str | None
+    ) -> ThreadRecord | None:
+        """The thread's record (None: to be created); another owner's thread is missing."""
         record = await self.persistence.get_thread(thread_id)
         if record is not None and not _owned(record.metadata, owner):
             raise ThreadNotFoundError(thread_id)
         if record is None and request.if_not_exists != "create":
             raise ThreadNotFoundError(thread_id)
-        run_id = str(uuid.uuid4())
-        prepared = PreparedRun(
+        return record
+
+    def _prepared(
+        self, thread_id: str, run_id: str, request: RunCreate, graph_input: Any
+    ) -> PreparedRun:
+        return PreparedRun(
             thread_id=thread_id,
             run_id=run_id,
             graph_input=graph_input,
@@ -245,27 +274,203 @@ class RunService:
             interrupt_before=request.interrupt_before,
             interrupt_after=request.interrupt_after,
         )
-        hold = self.persistence.guard.hold(
-            thread_id, wait=strategy == "enqueue", timeout_s=self.settings.enqueue_timeout_s
-        )
-        try:
-            waited = await _unless_gone(prepared.stack.enter_async_context(hold), client_gone)
-            if record is None:
-                metadata = {} if owner is None else {"owner": owner}
-                created, _ = await self.persistence.create_thread(thread_id, metadata, "do_nothing")
-                if not _owned(created.metadata, owner):
-                    raise ThreadNotFoundError(thread_id)
-            elif waited is not False and await self.persistence.get_thread(thread_id) is None:
-                # Deleted while this run waited its turn.
-                raise ThreadNotFoundError(thread_id)
-            await self._check_start(prepared, request)
-            await self.persistence.create_run(self._record(prepared, request, strategy))
-        except BaseException:
-            await prepared.stack.aclose()
-            raise
-        return prepared
 
-    def _record(self, prepared: PreparedRun, request: RunCreate, strategy: str) -> RunRecord:
+    async def prepare(
+        self,
+        thread_id: str,
+        request: RunCreate,
+        owner: str | None = None,
+        client_gone: ClientGone | None = None,
+    ) -> PreparedRun:
+        """Validate, check the thread, and take it in the guard, behind the runs accepted
+        before it (a background run's place in the queue counts); record the run.
+
+        With authentication on, another owner's thread is reported as missing. If the
+        client leaves while the run waits for the thread, ClientGoneError. With
+        `interrupt` or `rollback`, the thread's active runs are cancelled first.
+        """
+        strategy, graph_input = self.check(request)
+        record = await self.thread_for(thread_id, request, owner)
+        prepared = self._prepared(thread_id, new_run_id(), request, graph_input)
+        if strategy in ("interrupt", "rollback"):
+            await self.cancel_thread_runs(thread_id, strategy)
+        wait = strategy != "reject"
+        deadline = time.monotonic() + self.settings.enqueue_timeout_s
+        while True:
+            hold = self.persistence.guard.hold(
+                thread_id, wait=wait, timeout_s=max(0.0, deadline - time.monotonic())
+            )
+            try:
+                waited = await _unless_gone(prepared.stack.enter_async_context(hold), client_gone)
+                if record is None:
+                    metadata = {} if owner is None else {"owner": owner}
+                    created, _ = await self.persistence.create_thread(
+                        thread_id, metadata, "do_nothing"
+                    )
+                    if not _owned(created.metadata, owner):
+                        raise ThreadNotFoundError(thread_id)
+                    record = created
+                elif waited is not False and await self.persistence.get_thread(thread_id) is None:
+                    # Deleted while this run waited its turn.
+                    raise ThreadNotFoundError(thread_id)
+                await self._check_start(prepared, request)
+                run = self._record(prepared, request, strategy, "running")
+                if await self.persistence.create_run(run, unless_queued=True):
+                    return prepared
+            except BaseException:
+                await prepared.stack.aclose()
+                raise
+            # Background runs accepted before this one wait for the thread: they go first.
+            await prepared.stack.aclose()
+            prepared.stack = AsyncExitStack()
+            if not wait:
+                metrics.GUARD_REJECTIONS.labels(reason="reject").inc()
+                raise ThreadBusyError(thread_id)
+            if time.monotonic() >= deadline:
+                metrics.GUARD_REJECTIONS.labels(reason="timeout").inc()
+                raise ThreadWaitTimeoutError(thread_id)
+            await _unless_gone(asyncio.sleep(_QUEUE_YIELD_S), client_gone)
+
+    async def submit(
+        self,
+        thread_id: str,
+        request: RunCreate,
+        owner: str | None = None,
+        *,
+        temporary: bool = False,
+    ) -> RunRecord:
+        """Accept a background run: checked like any run, then queued as `pending` for
+        whichever worker takes it. Only `reject` refuses a busy thread (409)."""
+        strategy, _ = self.check(request)
+        record = await self.thread_for(thread_id, request, owner)
+        persistence = self.persistence
+        if record is not None and strategy == "reject":
+            busy = persistence.guard.is_busy(thread_id) or await persistence.active_runs(thread_id)
+            if busy:
+                metrics.GUARD_REJECTIONS.labels(reason="reject").inc()
+                raise ThreadBusyError(thread_id)
+        if record is None:
+            metadata = {} if owner is None else {"owner": owner}
+            created, _ = await self.persistence.create_thread(thread_id, metadata, "do_nothing")
+            if not _owned(created.metadata, owner):
+                raise ThreadNotFoundError(thread_id)
+        elif strategy in ("interrupt", "rollback"):
+            await self.cancel_thread_runs(thread_id, strategy)
+        prepared = self._prepared(thread_id, new_run_id(), request, None)
+        if record is not None:
+            await self._check_start(prepared, request)  # checked again when it starts
+        run = self._record(prepared, request, strategy, "pending")
+        if temporary:
+            run.kwargs["temporary"] = True
+        await self.persistence.create_run(run)
+        self.queued.set()
+        return run
+
+    async def start_queued(self, run: RunRecord) -> bool:
+        """Start a pending run if its thread is free and no other worker took it first.
+        Returns whether the run is off the queue (started, or failed its checks)."""
+        hold = self.persistence.guard.hold(run.thread_id, wait=False, timeout_s=0, counted=False)
+        stack = AsyncExitStack()
+        try:
+            await stack.enter_async_context(hold)
+        except ThreadBusyError:
+            return False
+        try:
+            if not await self.persistence.claim_run(run.run_id, worker_name()):
+                await stack.aclose()
+                return False
+        except BaseException:
+            await stack.aclose()
+            raise
+        try:
+            request = RunCreate.model_validate(stored_request(run))
+            _, graph_input = self.check(request)
+            prepared = self._prepared(run.thread_id, run.run_id, request, graph_input)
+            prepared.stack = stack
+            prepared.temporary = bool(run.kwargs.get("temporary"))
+            await self._check_start(prepared, request)
+        except Exception as exc:
+            log.warning("queued run %s cannot start: %s", run.run_id, exc)
+            await self.persistence.set_run_status(run.run_id, "error")
+            await stack.aclose()
+            return True
+        metrics.RUN_START_SECONDS.observe(max(0.0, seconds_since(run.created_at)))
+        self._launch(RunExecution(self, prepared, stream=False, background=True), None)
+        return True
+
+    async def cancel(self, run: RunRecord, action: CancelAction) -> RunStatus | None:
+        """Cancel a run wherever it is: here (at once), in the queue, or on another
+        worker (which sees the request within RUN_QUEUE_POLL_S). Returns the status it
+        had, None if it had already ended."""
+        execution = self.executions.get(run.run_id)
+        if execution is not None:
+            execution.cancel(action)
+            return "running"
+        status = await self.persistence.cancel_run(run.run_id, action)
+        if status is not None:
+            metrics.RUN_CANCELLATIONS.labels(action=action, stage=status).inc()
+        return status
+
+    async def cancel_thread_runs(self, thread_id: str, action: CancelAction) -> None:
+        """multitask_strategy interrupt / rollback: stop what the thread is doing."""
+        for run in await self.persistence.active_runs(thread_id):
+            await self.cancel(run, action)
+
+    async def cancel_many(
+        self,
+        owner: str | None,
+        *,
+        thread_id: str | None,
+        run_ids: list[str] | None,
+        status: RunStatus | None,
+        action: CancelAction,
+    ) -> int:
+        """Cancel the owner's active runs that match; how many were."""
+        if thread_id is not None:
+            record = await self.persistence.get_thread(thread_id)
+            if record is None or not _owned(record.metadata, owner):
+                raise ThreadNotFoundError(thread_id)
+        runs = await self.persistence.active_runs(thread_id)
+        if run_ids is not None:
+            wanted = set(run_ids)
+            runs = [run for run in runs if run.run_id in wanted]
+        if status is not None:
+            runs = [run for run in runs if run.status == status]
+        owned: dict[str, bool] = {}
+        cancelled = 0
+        for run in runs:
+            if run.thread_id not in owned:
+                record = await self.persistence.get_thread(run.thread_id)
+                owned[run.thread_id] = record is not None and _owned(record.metadata, owner)
+            if owned[run.thread_id] and await self.cancel(run, action) is not None:
+                cancelled += 1
+        return cancelled
+
+    async def apply_cancel_requests(self) -> None:
+        """Cancels asked by other workers of the runs this worker executes."""
+        if not self.executions:
+            return
+        for run_id, action in (await self.persistence.cancel_requests(worker_name())).items():
+            execution = self.executions.get(run_id)
+            if execution is not None:
+                execution.cancel(action)
+
+    async def join(self, thread_id: str, run_id: str, poll_s: float) -> RunRecord | None:
+        """Wait until the run has ended, wherever it runs; its final record (None: gone)."""
+        delay = 0.005
+        while True:
+            execution = self.executions.get(run_id)
+            if execution is not None:
+                await asyncio.wait({execution.task})
+            run = await self.persistence.get_run(thread_id, run_id)
+            if run is None or run.status not in ("pending", "running"):
+                return run
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, poll_s)
+
+    def _record(
+        self, prepared: PreparedRun, request: RunCreate, strategy: str, status: RunStatus
+    ) -> RunRecord:
         now = utcnow_iso()
         kwargs = request.model_dump(
             mode="json",
@@ -276,7 +481,7 @@ class RunService:
             run_id=prepared.run_id,
             thread_id=prepared.thread_id,
             assistant_id=request.assistant_id,
-            status="running",
+            status=status,
             multitask_strategy=strategy,
             metadata=prepared.config["metadata"],
             kwargs=kwargs,
@@ -342,19 +547,35 @@ class RunService:
         client_gone: ClientGone | None = None,
         *,
         stream: bool = False,
+        temporary: bool = False,
     ) -> RunExecution:
         """Prepare the run and start it in its own task."""
         prepared = await self.prepare(thread_id, request, owner, client_gone)
+        prepared.temporary = temporary
         execution = RunExecution(self, prepared, stream=stream)
-        execution.start(client_gone)
-        self._running.add(execution.task)
-        execution.task.add_done_callback(self._running.discard)
+        self._launch(execution, client_gone)
         return execution
+
+    def _launch(self, execution: RunExecution, client_gone: ClientGone | None) -> None:
+        execution.start(client_gone)
+        self.executions[execution.run_id] = execution
+
+        def forget(_task: asyncio.Task[Any]) -> None:
+            self.executions.pop(execution.run_id, None)
+            if execution.background:
+                self.queued.set()  # a slot is free, and the thread may have a next run
+
+        execution.task.add_done_callback(forget)
+
+    @property
+    def background_active(self) -> int:
+        return sum(1 for execution in self.executions.values() if execution.background)
 
     async def drain(self, timeout_s: float) -> None:
         """Let runs in flight (their clients may be gone) finish before the worker closes."""
-        if self._running:
-            await asyncio.wait(set(self._running), timeout=timeout_s)
+        if self.executions:
+            tasks = {execution.task for execution in self.executions.values()}
+            await asyncio.wait(tasks, timeout=timeout_s)
 
 
 _END = object()
@@ -363,9 +584,18 @@ _END = object()
 class RunExecution:
     """One run's own task: the graph, its timeout, its client's departure, its outcome."""
 
-    def __init__(self, service: RunService, prepared: PreparedRun, *, stream: bool) -> None:
+    def __init__(
+        self,
+        service: RunService,
+        prepared: PreparedRun,
+        *,
+        stream: bool,
+        background: bool = False,
+    ) -> None:
         self.service = service
         self.prepared = prepared
+        self.background = background
+        self.cancel_action: CancelAction | None = None  # a cancel asked of this run
         self.ledger = side_effects.EffectLedger()
         self.timed_out = False
         self.client_left = False
@@ -383,13 +613,31 @@ class RunExecution:
         self.task = asyncio.create_task(self._main(client_gone))
 
     async def result(self) -> dict[str, Any]:
-        """The final state values (LangGraph objects). Waiting here never cancels the run."""
+        """The final state values (LangGraph objects). Waiting here never cancels the run.
+
+        A run cancelled by a cancel request (or another run's `interrupt` / `rollback`)
+        answers with the thread's values as the cancel left them."""
         try:
             return await asyncio.shield(self.task)
         except asyncio.CancelledError:
             if self.task.cancelled() and self.client_left:
                 raise ClientGoneError("the client left; the run was cancelled") from None
+            if self.task.cancelled() and self.cancel_action is not None:
+                snapshot = await self.service.graph.aget_state(self.prepared.thread_config())
+                return snapshot.values if isinstance(snapshot.values, dict) else {}
             raise
+
+    def cancel(self, action: CancelAction) -> None:
+        """Stop the run (unless a side effect has begun: then it runs to its end)."""
+        if self.cancel_action is not None:
+            return
+        self.cancel_action = action
+        stopped = self._stop()
+        metrics.RUN_CANCELLATIONS.labels(action=action, stage="running").inc()
+        if not stopped:
+            log.warning(
+                "run %s was asked to cancel past a side effect; it runs to its end", self.run_id
+            )
 
     async def events(self) -> AsyncIterator[tuple[str, Any]]:
         """(event, data) pairs: `metadata`, the requested modes, then `end` or `error`."""
@@ -402,6 +650,25 @@ class RunExecution:
             self._events.put_nowait((event, data))
 
     async def _main(self, client_gone: ClientGone | None) -> Any:
+        if self.background:
+            metrics.BACKGROUND_RUNS_ACTIVE.inc()
+        try:
+            return await self._run(client_gone)
+        finally:
+            if self.background:
+                metrics.BACKGROUND_RUNS_ACTIVE.dec()
+            if self.prepared.temporary:
+                await self._delete_temporary_thread()
+
+    async def _delete_temporary_thread(self) -> None:
+        try:
+            await asyncio.shield(self.service.persistence.delete_thread(self.prepared.thread_id))
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("could not delete the stateless run %s's thread", self.run_id)
+
+    async def _run(self, client_gone: ClientGone | None) -> Any:
         side_effects.track(self.ledger)
         watcher = asyncio.create_task(self._watch(client_gone)) if client_gone else None
         timer = asyncio.get_running_loop().call_later(
@@ -480,14 +747,26 @@ class RunExecution:
         return True
 
     async def _record_end(self) -> None:
-        """The run record's final status, written while the run still holds its thread."""
+        """The run record's final status, written while the run still holds its thread;
+        a run rolled back leaves nothing: its checkpoints and its record are deleted."""
         status = self.run_status or "interrupted"  # cancelled before the graph started
+        persistence = self.service.persistence
         try:
-            await asyncio.shield(self.service.persistence.set_run_status(self.run_id, status))
+            if self.cancel_action == "rollback" and status == "interrupted":
+                await asyncio.shield(self._roll_back())
+            else:
+                await asyncio.shield(persistence.set_run_status(self.run_id, status))
         except asyncio.CancelledError:
             pass
         except Exception:
             log.exception("could not record the end of run %s", self.run_id)
+
+    async def _roll_back(self) -> None:
+        persistence = self.service.persistence
+        await persistence.checkpointer.adelete_for_runs([self.run_id])
+        await persistence.set_run_status(self.run_id, "interrupted")
+        await persistence.delete_run(self.prepared.thread_id, self.run_id)
+        await persistence.touch(self.prepared.thread_id)
 
     async def _note_interrupt(self, raised: bool) -> None:
         """Whether the run stopped waiting: at an `interrupt()`, or at a breakpoint."""

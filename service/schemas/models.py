@@ -327,3 +327,27 @@ class RunCreate(_Strict):
             "stream_subgraphs": self.stream_subgraphs or None,
         }
         return [name for name, value in asked.items() if value]
+
+
+# Runs accepted by one `POST /runs/batch`.
+MAX_BATCH_RUNS = 100
+
+
+class BatchRunCreate(RunCreate):
+    """One run of `POST /runs/batch`: on a thread, or (no `thread_id`) stateless."""
+
+    thread_id: ThreadIdText | None = None
+
+
+class RunCancelMany(_Strict):
+    """POST /runs/cancel: the active runs of a thread, those named, or all by status."""
+
+    thread_id: ThreadIdText | None = None
+    run_ids: Annotated[list[ThreadIdText], Field(min_length=1, max_length=1000)] | None = None
+    status: Literal["pending", "running", "all"] | None = None
+
+    @model_validator(mode="after")
+    def _something_named(self) -> RunCancelMany:
+        if self.thread_id is None and self.run_ids is None and self.status is None:
+            raise ValueError("name the runs to cancel: `thread_id`, `run_ids` or `status`")
+        return self

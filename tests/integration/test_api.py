@@ -113,10 +113,10 @@ def test_errors_are_json_and_write_nothing(server: ServerProcess) -> None:
         run, content=b"x" * 300_000, headers={"content-type": "application/json"}
     )
     assert body_too_big.status_code == 413
-    strategy = httpx.post(
-        run, json={"assistant_id": "agent", "input": msg, "multitask_strategy": "rollback"}
+    webhook = httpx.post(
+        run, json={"assistant_id": "agent", "input": msg, "webhook": "http://127.0.0.1:9/hook"}
     )
-    assert strategy.status_code == 422 and "not supported" in strategy.json()["detail"]
+    assert webhook.status_code == 422 and "not supported" in webhook.json()["detail"]
     assert httpx.get(f"{base}/threads/bad id!").status_code in (404, 422)
 
     assert client.threads.get_state(tid)["values"] == {}

@@ -28,7 +28,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]
         yield proc
 
 
-def endpoints(thread_id: str) -> list[tuple[str, str, dict | None]]:
+def endpoints(thread_id: str) -> list[tuple[str, str, dict | list | None]]:
     return [
         ("GET", f"/threads/{thread_id}", None),
         ("GET", f"/threads/{thread_id}/state", None),
@@ -42,12 +42,19 @@ def endpoints(thread_id: str) -> list[tuple[str, str, dict | None]]:
         ("GET", f"/threads/{thread_id}/runs", None),
         ("GET", f"/threads/{thread_id}/runs/{thread_id}", None),
         ("DELETE", f"/threads/{thread_id}/runs/{thread_id}", None),
+        ("POST", f"/threads/{thread_id}/runs", {"assistant_id": "agent", "input": MSG}),
+        ("GET", f"/threads/{thread_id}/runs/{thread_id}/join", None),
+        ("POST", f"/threads/{thread_id}/runs/{thread_id}/cancel", None),
+        ("POST", "/runs/batch", [{"assistant_id": "agent", "input": MSG, "thread_id": thread_id}]),
+        ("POST", "/runs/cancel", {"thread_id": thread_id}),
         ("POST", "/threads/prune", {"thread_ids": [thread_id], "strategy": "delete"}),
         ("DELETE", f"/threads/{thread_id}", None),
     ]
 
 
-def call(base: str, method: str, path: str, body: dict | None, key: str | None) -> httpx.Response:
+def call(
+    base: str, method: str, path: str, body: dict | list | None, key: str | None
+) -> httpx.Response:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     return httpx.request(method, f"{base}{path}", json=body, headers=headers, timeout=30)
 
@@ -105,6 +112,20 @@ def test_another_owners_thread_is_404_everywhere(secured: ServerProcess) -> None
     )
     run = {"assistant_id": "agent", "input": MSG, "if_not_exists": "create"}
     assert call(base, "POST", f"/threads/{tid}/runs/wait", run, BOB).status_code == 404
+    assert call(base, "POST", f"/threads/{tid}/runs", run, BOB).status_code == 404
+    assert [r["status"] for r in alice.runs.list(tid)] == ["success"]
+
+
+def test_cancels_by_filter_reach_only_own_runs(secured: ServerProcess) -> None:
+    base = secured.base_url
+    alice = get_sync_client(url=base, api_key=ALICE)
+    bob = get_sync_client(url=base, api_key=BOB)
+    tid = alice.threads.create()["thread_id"]
+    runs = [alice.runs.create(tid, "agent", input=MSG) for _ in range(3)]
+    bob.runs.cancel_many(status="all")
+    bob.runs.cancel_many(run_ids=[run["run_id"] for run in runs])
+    alice.runs.join(tid, runs[-1]["run_id"])
+    assert {r["status"] for r in alice.runs.list(tid)} == {"success"}
 
 
 def test_search_lists_only_own_threads(secured: ServerProcess) -> None:

@@ -1,55 +1,51 @@
-"""Runs on a thread: wait for the result or stream it, and read their records."""
+"""Runs on a thread: wait for the result, stream it, or run it in the background; join,
+cancel, and read their records."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from fastapi import APIRouter, Query, Request, Response
+from sse_starlette import EventSourceResponse
 
 from service.api.auth import Caller
 from service.api.deps import State, ThreadId
 from service.api.disconnect import client_gone
-from service.api.encoding import encode, json_response
-from service.api.limits import check_metadata
-from service.api.routes.assistants import known_assistant
+from service.api.encoding import json_response
+from service.api.run_bodies import (
+    check_run_request,
+    run_body,
+    run_location,
+    stream_response,
+    thread_values,
+)
 from service.api.thread_bodies import owned_thread
 from service.schemas.models import ERROR_RESPONSES, RunCreate
-from service.schemas.validation import quote
-from service.storage.base import RunRecord, RunStatus
-from service.storage.errors import RunActiveError, RunNotFoundError
+from service.storage.base import CancelAction, RunStatus
+from service.storage.errors import RunActiveError, RunEndedError, RunNotFoundError
 
 router = APIRouter(prefix="/threads/{thread_id}/runs", tags=["runs"], responses=ERROR_RESPONSES)
 
+_RUN_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "Unknown thread or assistant"},
+    409: {"description": "Thread busy (reject) or enqueue wait timed out"},
+    413: {"description": "Input too large"},
+    503: {"description": "Storage busy; retry after Retry-After seconds"},
+}
 
-def _check_request(body: RunCreate, state: State) -> None:
-    if not known_assistant(body.assistant_id):
-        raise HTTPException(404, f"Assistant {quote(body.assistant_id)} not found")
-    check_metadata(body.metadata, state.settings, "run metadata")
-    if body.config is not None:
-        check_metadata(body.config.model_dump(exclude_unset=True), state.settings, "config")
 
-
-@router.post(
-    "/wait",
-    operation_id="run_wait",
-    response_model=dict[str, Any],
-    responses={
-        404: {"description": "Unknown thread or assistant"},
-        409: {"description": "Thread busy (reject) or enqueue wait timed out"},
-        413: {"description": "Input too large"},
-        503: {"description": "Storage busy; retry after Retry-After seconds"},
-    },
-)
+@router.post("/wait", operation_id="run_wait", response_model=dict[str, Any], responses=_RUN_ERRORS)
 async def run_wait(
     thread_id: ThreadId, body: RunCreate, state: State, caller: Caller, request: Request
 ) -> Response:
     """Run one turn and return the thread's final values."""
-    _check_request(body, state)
+    check_run_request(body, state)
     execution = await state.runs.start(thread_id, body, caller.owner, client_gone(request))
     response = json_response(await execution.result())
-    response.headers["Content-Location"] = f"/threads/{thread_id}/runs/{execution.run_id}"
+    location = run_location(thread_id, execution.run_id)
+    response.headers["Content-Location"] = location
+    # Where the SDK reconnects if the answer is cut off.
+    response.headers["Location"] = f"{location}/join"
     return response
 
 
@@ -62,35 +58,23 @@ async def run_stream(
     thread_id: ThreadId, body: RunCreate, state: State, caller: Caller, request: Request
 ) -> EventSourceResponse:
     """Stream one turn: `metadata` first, then the requested modes, `end` last."""
-    _check_request(body, state)
+    check_run_request(body, state)
     execution = await state.runs.start(
         thread_id, body, caller.owner, client_gone(request), stream=True
     )
-
-    async def events() -> AsyncIterator[ServerSentEvent]:
-        async for event, data in execution.events():
-            yield ServerSentEvent(data=encode(data).decode(), event=event)
-
-    return EventSourceResponse(
-        events(),
-        ping=15,
-        headers={"Content-Location": f"/threads/{thread_id}/runs/{execution.run_id}"},
-    )
+    return stream_response(execution)
 
 
-def _run_body(run: RunRecord) -> dict[str, Any]:
-    """The LangGraph Server API's Run."""
-    return {
-        "run_id": run.run_id,
-        "thread_id": run.thread_id,
-        "assistant_id": run.assistant_id,
-        "created_at": run.created_at,
-        "updated_at": run.updated_at,
-        "status": run.status,
-        "metadata": run.metadata,
-        "kwargs": run.kwargs,
-        "multitask_strategy": run.multitask_strategy,
-    }
+@router.post("", operation_id="create_run", response_model=dict[str, Any], responses=_RUN_ERRORS)
+async def create_run(
+    thread_id: ThreadId, body: RunCreate, state: State, caller: Caller
+) -> Response:
+    """Accept a background run (`pending`); any worker runs it, in the thread's order."""
+    check_run_request(body, state)
+    run = await state.runs.submit(thread_id, body, caller.owner)
+    response = json_response(run_body(run))
+    response.headers["Content-Location"] = run_location(thread_id, run.run_id)
+    return response
 
 
 @router.get("", operation_id="list_runs", response_model=list[dict[str, Any]])
@@ -105,7 +89,7 @@ async def list_runs(
     """The thread's runs, newest first."""
     await owned_thread(state, caller, thread_id)
     runs = await state.persistence.list_runs(thread_id, status, limit, offset)
-    return json_response([_run_body(run) for run in runs])
+    return json_response([run_body(run) for run in runs])
 
 
 @router.get("/{run_id}", operation_id="get_run", response_model=dict[str, Any])
@@ -114,7 +98,43 @@ async def get_run(thread_id: ThreadId, run_id: ThreadId, state: State, caller: C
     run = await state.persistence.get_run(thread_id, run_id)
     if run is None:
         raise RunNotFoundError(thread_id, run_id)
-    return json_response(_run_body(run))
+    return json_response(run_body(run))
+
+
+@router.get("/{run_id}/join", operation_id="join_run", response_model=dict[str, Any])
+async def join_run(thread_id: ThreadId, run_id: ThreadId, state: State, caller: Caller) -> Response:
+    """Wait for the run to end, on whichever worker runs it; the thread's values then."""
+    await owned_thread(state, caller, thread_id)
+    if await state.persistence.get_run(thread_id, run_id) is None:
+        raise RunNotFoundError(thread_id, run_id)
+    if await state.runs.join(thread_id, run_id, state.settings.run_queue_poll_s) is None:
+        raise RunNotFoundError(thread_id, run_id)  # rolled back, or deleted with its thread
+    await owned_thread(state, caller, thread_id)
+    return json_response(await thread_values(state, thread_id))
+
+
+@router.post("/{run_id}/cancel", operation_id="cancel_run", status_code=202)
+async def cancel_run(
+    thread_id: ThreadId,
+    run_id: ThreadId,
+    state: State,
+    caller: Caller,
+    wait: bool = False,
+    action: CancelAction = "interrupt",
+) -> Response:
+    """Stop a pending or running run, wherever it runs; with `wait`, once it has stopped.
+    `rollback` deletes the run and what it wrote to the thread."""
+    await owned_thread(state, caller, thread_id)
+    run = await state.persistence.get_run(thread_id, run_id)
+    if run is None:
+        raise RunNotFoundError(thread_id, run_id)
+    if await state.runs.cancel(run, action) is None:
+        ended = await state.persistence.get_run(thread_id, run_id)
+        raise RunEndedError(run_id, ended.status if ended else run.status)
+    if not wait:
+        return Response(status_code=202)
+    await state.runs.join(thread_id, run_id, state.settings.run_queue_poll_s)
+    return Response(status_code=204)
 
 
 @router.delete("/{run_id}", status_code=204, operation_id="delete_run")

@@ -1,0 +1,67 @@
+"""Runs as the API shows them, shared by the thread-run and stateless-run routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import HTTPException
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from service.api.deps import AppState
+from service.api.encoding import encode
+from service.api.limits import check_metadata
+from service.api.routes.assistants import known_assistant
+from service.api.thread_bodies import thread_config
+from service.runs.lifecycle import RunExecution
+from service.schemas.models import RunCreate
+from service.schemas.validation import quote
+from service.storage.base import RunRecord
+
+
+def check_run_request(body: RunCreate, state: AppState) -> None:
+    """What every run endpoint checks before it touches storage."""
+    if not known_assistant(body.assistant_id):
+        raise HTTPException(404, f"Assistant {quote(body.assistant_id)} not found")
+    check_metadata(body.metadata, state.settings, "run metadata")
+    if body.config is not None:
+        check_metadata(body.config.model_dump(exclude_unset=True), state.settings, "config")
+
+
+def run_location(run_thread_id: str, run_id: str) -> str:
+    return f"/threads/{run_thread_id}/runs/{run_id}"
+
+
+def run_body(run: RunRecord) -> dict[str, Any]:
+    """The LangGraph Server API's Run."""
+    return {
+        "run_id": run.run_id,
+        "thread_id": run.thread_id,
+        "assistant_id": run.assistant_id,
+        "created_at": run.created_at,
+        "updated_at": run.updated_at,
+        "status": run.status,
+        "metadata": run.metadata,
+        "kwargs": run.kwargs,
+        "multitask_strategy": run.multitask_strategy,
+    }
+
+
+def stream_response(execution: RunExecution) -> EventSourceResponse:
+    """A run's events as SSE: `metadata` first, then the requested modes, `end` last."""
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        async for event, data in execution.events():
+            yield ServerSentEvent(data=encode(data).decode(), event=event)
+
+    location = run_location(execution.prepared.thread_id, execution.run_id)
+    return EventSourceResponse(events(), ping=15, headers={"Content-Location": location})
+
+
+async def thread_values(state: AppState, thread_id: str) -> dict[str, Any]:
+    """What a joined run answers: the thread's values, with its pending interrupts."""
+    snapshot = await state.graph.aget_state(thread_config(thread_id))
+    values = dict(snapshot.values) if isinstance(snapshot.values, dict) else {}
+    if snapshot.interrupts:
+        values["__interrupt__"] = list(snapshot.interrupts)
+    return values

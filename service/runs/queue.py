@@ -1,0 +1,79 @@
+"""The background run queue: pending run records in the database every worker shares.
+
+No broker: a run accepted by any worker is a `pending` row; each worker's queue loop
+takes the oldest pending run of a thread nobody holds, up to
+BACKGROUND_RUNS_PER_WORKER at a time. Taking it means holding the thread in the guard
+first and then claiming the row (`pending` -> `running`, which only one worker can
+do), so a thread's runs start one after another in the order they were accepted, and
+a run whose worker dies is as visible to the maintenance leader as any other. The
+worker that accepts a run, or ends one, looks at once; the others within
+RUN_QUEUE_POLL_S, the same poll that carries cancels asked of this worker's runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from service.observability import metrics
+from service.runs.lifecycle import RunService, seconds_since
+from service.settings import Settings
+from service.storage.errors import StorageUnavailableError
+
+log = logging.getLogger(__name__)
+
+# The queue's depth and age are read at most this often by each worker.
+_GAUGE_INTERVAL_S = 1.0
+
+
+class RunQueue:
+    """One worker's loop over the shared queue."""
+
+    def __init__(self, runs: RunService, settings: Settings) -> None:
+        self.runs = runs
+        self.settings = settings
+        self._task: asyncio.Task[None] | None = None
+        self._gauges_at = 0.0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="run-queue")
+
+    async def stop(self) -> None:
+        """Take no more runs (a worker shutting down leaves its queue to the others)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.runs.queued.wait(), self.settings.run_queue_poll_s)
+            self.runs.queued.clear()
+            try:
+                await self.tick()
+            except StorageUnavailableError as exc:
+                log.warning("run queue: storage unavailable (%s); trying again", exc)
+            except Exception:
+                log.exception("run queue pass failed; trying again")
+
+    async def tick(self) -> None:
+        """Apply cancels asked of this worker's runs, then start what there is room for."""
+        await self.runs.apply_cancel_requests()
+        free = self.settings.background_runs_per_worker - self.runs.background_active
+        if free > 0:
+            for run in await self.runs.persistence.next_pending_runs(free * 2):
+                if free <= 0:
+                    break
+                if run.run_id not in self.runs.executions and await self.runs.start_queued(run):
+                    free -= 1
+        now = time.monotonic()
+        if now - self._gauges_at >= _GAUGE_INTERVAL_S:
+            self._gauges_at = now
+            depth, oldest = await self.runs.persistence.queue_stats()
+            metrics.RUN_QUEUE_DEPTH.set(depth)
+            age = 0.0 if oldest is None else max(0.0, seconds_since(oldest))
+            metrics.RUN_QUEUE_OLDEST_SECONDS.set(age)
