@@ -376,12 +376,18 @@ class RunService:
         except ThreadBusyError:
             return False
         try:
-            if not await self.persistence.claim_run(run.run_id, worker_name()):
-                await stack.aclose()
-                return False
+            recovered = await self.persistence.claim_run(run.run_id, run.thread_id, worker_name())
         except BaseException:
             await stack.aclose()
             raise
+        if recovered is None:
+            await stack.aclose()
+            return False
+        if recovered:
+            metrics.RUNS_RECOVERED.inc(recovered)
+            log.warning(
+                "%d run(s) on thread %s outlived their worker: error", recovered, run.thread_id
+            )
         try:
             request = RunCreate.model_validate(stored_request(run))
             _, graph_input = self.check(request)

@@ -139,9 +139,10 @@ class Persistence(Protocol):
         """The oldest pending run of each thread, oldest first."""
         ...
 
-    async def claim_run(self, run_id: str, worker: str) -> bool:
-        """pending -> running for `worker` (which holds the thread); False if taken or
-        cancelled meanwhile."""
+    async def claim_run(self, run_id: str, thread_id: str, worker: str) -> int | None:
+        """pending -> running for `worker`, which holds the thread: None if the run was
+        taken or cancelled meanwhile, else how many runs a dead worker had left
+        `running` on the thread (now `error`)."""
         ...
 
     async def cancel_run(self, run_id: str, action: CancelAction) -> RunStatus | None:

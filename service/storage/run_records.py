@@ -93,6 +93,12 @@ CLAIM_RUN_SQL = (
     "UPDATE runs SET status = 'running', worker = {m}, updated_at = {now} "
     "WHERE run_id = {m} AND status = 'pending'"
 )
+# Whoever holds a thread knows that no other run on it is alive: one still `running` was
+# left by a worker that died, and is failed at once rather than at the leader's next pass.
+STALE_ON_THREAD_SQL = (
+    "UPDATE runs SET status = 'error', updated_at = {now} "
+    "WHERE thread_id = {m} AND status = 'running' AND run_id <> {m}"
+)
 QUEUE_STATS_SQL = (
     "SELECT count(*) AS n, min(created_at) AS oldest FROM runs WHERE status = 'pending'"
 )

@@ -40,6 +40,16 @@ def server(
         yield proc
 
 
+@pytest.fixture(scope="module")
+def slow(
+    tmp_path_factory: pytest.TempPathFactory, backend_env: dict[str, str]
+) -> Iterator[ServerProcess]:
+    """Each model call takes 1.5 s: a cancel lands while the run is between its steps."""
+    env = {**backend_env, "OFFLINE_LLM_LATENCY_MS": "1500"}
+    with ServerProcess(tmp_path_factory.mktemp("slow"), workers=4, env=env) as proc:
+        yield proc
+
+
 @contextlib.contextmanager
 def only(server: ServerProcess, pid: int) -> Iterator[SyncLangGraphClient]:
     """A client whose new connections reach worker `pid` alone, while the block lasts."""
@@ -181,8 +191,8 @@ def test_cancelling_a_pending_run_keeps_it_from_running(server: ServerProcess) -
     assert ended.status_code == 409 and "already ended" in ended.json()["detail"]
 
 
-def test_a_rolled_back_run_leaves_no_trace_in_the_thread(server: ServerProcess) -> None:
-    client = get_sync_client(url=server.base_url)
+def test_a_rolled_back_run_leaves_no_trace_in_the_thread(slow: ServerProcess) -> None:
+    client = get_sync_client(url=slow.base_url)
     thread_id = client.threads.create()["thread_id"]
     client.runs.wait(thread_id, "agent", input=ask("what services?"))
     before = client.threads.get_history(thread_id, limit=100)
@@ -192,7 +202,7 @@ def test_a_rolled_back_run_leaves_no_trace_in_the_thread(server: ServerProcess) 
     steps = lambda: len(client.threads.get_history(thread_id, limit=100))  # noqa: E731
     wait_for(lambda: steps() > len(before), 10, "the run's first step")
     client.runs.cancel(thread_id, run["run_id"], wait=True, action="rollback")
-    gone = httpx.get(f"{server.base_url}/threads/{thread_id}/runs/{run['run_id']}")
+    gone = httpx.get(f"{slow.base_url}/threads/{thread_id}/runs/{run['run_id']}")
     assert gone.status_code == 404
     after = client.threads.get_history(thread_id, limit=100)
     assert [c["checkpoint"] for c in after] == [c["checkpoint"] for c in before]
@@ -200,10 +210,8 @@ def test_a_rolled_back_run_leaves_no_trace_in_the_thread(server: ServerProcess) 
 
 
 @pytest.mark.parametrize("strategy", ["interrupt", "rollback"])
-def test_interrupt_and_rollback_stop_the_run_in_flight(
-    server: ServerProcess, strategy: str
-) -> None:
-    client = get_sync_client(url=server.base_url)
+def test_interrupt_and_rollback_stop_the_run_in_flight(slow: ServerProcess, strategy: str) -> None:
+    client = get_sync_client(url=slow.base_url)
     thread_id = client.threads.create()["thread_id"]
     busy = client.runs.create(
         thread_id, "agent", input=ask("book a haircut tomorrow at 10"), durability="sync"

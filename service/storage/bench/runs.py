@@ -36,12 +36,21 @@ class InMemoryRuns:
                 first.setdefault(run.thread_id, run)
         return list(first.values())[:limit]
 
-    async def claim_run(self, run_id: str, worker: str) -> bool:
+    async def claim_run(self, run_id: str, thread_id: str, worker: str) -> int | None:
         run = self._runs.get(run_id)
         if run is None or run.status != "pending":
-            return False
-        run.status, run.worker, run.updated_at = "running", worker, utcnow_iso()
-        return True
+            return None
+        now = utcnow_iso()
+        run.status, run.worker, run.updated_at = "running", worker, now
+        stale = [
+            other
+            for other in self._runs.values()
+            if other.thread_id == thread_id and other.status == "running" and other is not run
+        ]
+        for other in stale:
+            other.status, other.updated_at = "error", now
+            self._cancels.pop(other.run_id, None)
+        return len(stale)
 
     async def cancel_run(self, run_id: str, action: CancelAction) -> RunStatus | None:
         run = self._runs.get(run_id)
@@ -57,7 +66,11 @@ class InMemoryRuns:
         return before
 
     async def cancel_requests(self, worker: str) -> dict[str, CancelAction]:
-        return dict(self._cancels)
+        return {
+            run_id: action
+            for run_id, action in self._cancels.items()
+            if (run := self._runs.get(run_id)) is not None and run.worker == worker
+        }
 
     async def active_runs(self, thread_id: str | None) -> list[RunRecord]:
         return sorted(

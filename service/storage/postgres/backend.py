@@ -49,6 +49,7 @@ from service.storage.run_records import (
     QUEUE_STATS_SQL,
     REQUEST_CANCEL_SQL,
     RUN_COLUMNS,
+    STALE_ON_THREAD_SQL,
     insert_run_sql,
     run_list_where,
     run_record,
@@ -279,9 +280,20 @@ class PostgresPersistence:
         rows = await self.checkpointer.timed("run", self._fetch(sql, (limit,)))
         return [run_record(row) for row in rows]
 
-    async def claim_run(self, run_id: str, worker: str) -> bool:
-        sql = CLAIM_RUN_SQL.format(m="%s", now="now()") + " RETURNING run_id"
-        return await self._changed(sql, (worker, run_id))
+    async def claim_run(self, run_id: str, thread_id: str, worker: str) -> int | None:
+        claim = CLAIM_RUN_SQL.format(m="%s", now="now()")
+        stale = STALE_ON_THREAD_SQL.format(m="%s", now="now()")
+        sql = (
+            f"WITH claimed AS ({claim} RETURNING run_id), "
+            f"stale AS ({stale} AND EXISTS (SELECT 1 FROM claimed) RETURNING run_id) "
+            "SELECT (SELECT count(*) FROM claimed) AS claimed, "
+            "(SELECT count(*) FROM stale) AS stale"
+        )
+        rows = await self.checkpointer.timed(
+            "run", self._fetch(sql, (worker, run_id, thread_id, run_id))
+        )
+        self.checkpointer.committed()
+        return int(rows[0]["stale"]) if rows[0]["claimed"] else None
 
     async def cancel_run(self, run_id: str, action: CancelAction) -> RunStatus | None:
         if action == "rollback":

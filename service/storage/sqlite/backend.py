@@ -44,6 +44,7 @@ from service.storage.run_records import (
     QUEUE_STATS_SQL,
     REQUEST_CANCEL_SQL,
     RUN_COLUMNS,
+    STALE_ON_THREAD_SQL,
     dumps,
     insert_run_sql,
     run_list_where,
@@ -271,9 +272,19 @@ class SqlitePersistence:
         )
         return [run_record(row) for row in rows]
 
-    async def claim_run(self, run_id: str, worker: str) -> bool:
-        sql = CLAIM_RUN_SQL.format(m="?", now="?")
-        return await self._changed(sql, (worker, utcnow_iso(), run_id))
+    async def claim_run(self, run_id: str, thread_id: str, worker: str) -> int | None:
+        saver = self.checkpointer
+        now = utcnow_iso()
+
+        def claim() -> int | None:
+            with saver.write_transaction() as cur:
+                cur.execute(CLAIM_RUN_SQL.format(m="?", now="?"), (worker, now, run_id))
+                if not cur.rowcount:
+                    return None
+                cur.execute(STALE_ON_THREAD_SQL.format(m="?", now="?"), (now, thread_id, run_id))
+                return cur.rowcount
+
+        return await saver.run_write("run", claim, single=True)
 
     async def cancel_run(self, run_id: str, action: CancelAction) -> RunStatus | None:
         saver = self.checkpointer

@@ -1,0 +1,137 @@
+"""The run queue's storage, the same on every backend: which run goes next, who claims
+it, what a cancel does where the run stands, and the runs a dead worker left behind."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from service.runs.lifecycle import new_run_id
+from service.settings import Settings
+from service.storage import open_persistence, prepare_checkpoint_storage
+from service.storage.base import Persistence, RunRecord
+from service.storage.records import utcnow_iso
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(params=["sqlite", "postgres", "memory"])
+async def persistence(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Persistence]:
+    fields: dict = {"checkpointer": request.param, "checkpoints_db_path": tmp_path / "c.db"}
+    if request.param == "postgres":
+        fields["database_url"] = request.getfixturevalue("pg_url")
+    settings = Settings(_env_file=None, **fields)
+    prepare_checkpoint_storage(settings)
+    opened = open_persistence(settings)
+    await opened.start()
+    yield opened
+    await opened.aclose()
+
+
+async def _thread(persistence: Persistence) -> str:
+    thread_id = str(uuid.uuid4())
+    await persistence.create_thread(thread_id, {}, "raise")
+    return thread_id
+
+
+def _run(thread_id: str, status: str = "pending") -> RunRecord:
+    now = utcnow_iso()
+    return RunRecord(
+        run_id=new_run_id(),
+        thread_id=thread_id,
+        assistant_id="agent",
+        status=status,
+        multitask_strategy="enqueue",
+        kwargs={"input": {"messages": [{"role": "user", "content": "hi"}]}},
+        created_at=now,
+        updated_at=now,
+        worker="host:1",
+    )
+
+
+async def _status(persistence: Persistence, run: RunRecord) -> str | None:
+    found = await persistence.get_run(run.thread_id, run.run_id)
+    return found.status if found else None
+
+
+async def test_the_oldest_pending_run_of_each_thread_goes_next(persistence: Persistence) -> None:
+    a, b = await _thread(persistence), await _thread(persistence)
+    first_a, first_b, second_a = _run(a), _run(b), _run(a)
+    for run in (first_a, first_b, second_a):
+        assert await persistence.create_run(run)
+    queued = await persistence.next_pending_runs(10)
+    mine = [run.run_id for run in queued if run.thread_id in (a, b)]
+    assert mine == [first_a.run_id, first_b.run_id]
+    depth, oldest = await persistence.queue_stats()
+    assert depth >= 3 and oldest is not None and oldest <= first_a.created_at
+
+    assert await persistence.claim_run(first_a.run_id, a, "host:2") == 0
+    assert await persistence.claim_run(first_a.run_id, a, "host:3") is None  # taken
+    claimed = await persistence.get_run(a, first_a.run_id)
+    assert claimed is not None and claimed.status == "running" and claimed.worker == "host:2"
+    # Next for its thread now (the thread's guard keeps it waiting while the first runs).
+    queued = await persistence.next_pending_runs(10)
+    assert [run.run_id for run in queued if run.thread_id in (a, b)] == [
+        first_b.run_id,
+        second_a.run_id,
+    ]
+    depth, _ = await persistence.queue_stats()
+    assert depth >= 2
+
+
+async def test_a_wait_run_is_not_recorded_ahead_of_a_pending_one(persistence: Persistence) -> None:
+    thread_id = await _thread(persistence)
+    pending = _run(thread_id)
+    assert await persistence.create_run(pending)
+    assert not await persistence.create_run(_run(thread_id, "running"), unless_queued=True)
+    assert await persistence.claim_run(pending.run_id, thread_id, "host:1") == 0
+    late = _run(thread_id, "running")
+    assert await persistence.create_run(late, unless_queued=True)
+    assert [run.run_id for run in await persistence.active_runs(thread_id)] == [
+        pending.run_id,
+        late.run_id,
+    ]
+
+
+async def test_cancels_act_where_the_run_stands(persistence: Persistence) -> None:
+    thread_id = await _thread(persistence)
+    interrupted, rolled_back, running = _run(thread_id), _run(thread_id), _run(thread_id)
+    for run in (interrupted, rolled_back, running):
+        await persistence.create_run(run)
+    assert await persistence.claim_run(running.run_id, thread_id, "host:7") == 0
+    assert await persistence.cancel_run(interrupted.run_id, "interrupt") == "pending"
+    assert await _status(persistence, interrupted) == "interrupted"
+    assert await persistence.cancel_run(rolled_back.run_id, "rollback") == "pending"
+    assert await _status(persistence, rolled_back) is None  # deleted
+    assert await persistence.cancel_requests("host:7") == {}
+    assert await persistence.cancel_run(running.run_id, "rollback") == "running"
+    assert await _status(persistence, running) == "running"  # its worker stops it
+    assert await persistence.cancel_requests("host:7") == {running.run_id: "rollback"}
+    assert await persistence.cancel_requests("host:8") == {}
+    await persistence.set_run_status(running.run_id, "interrupted")
+    assert await persistence.cancel_requests("host:7") == {}
+    assert await persistence.cancel_run(running.run_id, "interrupt") is None  # ended
+    assert await persistence.cancel_run(new_run_id(), "interrupt") is None  # unknown
+    assert await persistence.active_runs(thread_id) == []
+
+
+async def test_claiming_a_thread_fails_what_a_dead_worker_left_running(
+    persistence: Persistence,
+) -> None:
+    thread_id = await _thread(persistence)
+    orphan, nxt = _run(thread_id), _run(thread_id)
+    await persistence.create_run(orphan)
+    await persistence.create_run(nxt)
+    await persistence.claim_run(orphan.run_id, thread_id, "dead:1")
+    other_thread = await _thread(persistence)
+    elsewhere = _run(other_thread)
+    await persistence.create_run(elsewhere)
+    await persistence.claim_run(elsewhere.run_id, other_thread, "alive:1")
+    # The worker that now holds the thread knows no run of it is alive.
+    assert await persistence.claim_run(nxt.run_id, thread_id, "alive:2") == 1
+    assert await _status(persistence, orphan) == "error"
+    assert await _status(persistence, nxt) == "running"
+    assert await _status(persistence, elsewhere) == "running"
