@@ -7,7 +7,9 @@ CHECK. A double-text sends two turns at once; with `reject` the second may get a
 409, which is expected and not a failure (that message is simply sent again).
 A share of customers ask for approval (`config.configurable.booking_confirmation`):
 their booking turn stops at an interrupt, which they approve (mostly) or reject, and
-the thread must then be idle with the decision's outcome in its reply.
+the thread must then be idle with the decision's outcome in its reply. Another share
+send each turn as a background run (`POST /threads/{id}/runs`) and join it on a new
+connection, so another worker may answer the join than ran the run.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ FLOWS = ("classic", "one_shot", "availability", "two_step")
 FLOW_WEIGHTS = (4, 2, 2, 2)
 APPROVE_SHARE = 0.85  # of the bookings that wait for approval; the rest are rejected
 RESUME = f"{TURN} [resume]"
+CREATE = "/threads/[id]/runs"
+JOIN = "/threads/[id]/runs/[run_id]/join"
 
 
 class CheckFailed(AssertionError):
@@ -61,6 +65,7 @@ class Conversation:
         self.last_reply = ""
         self.approval = rng.random() < profile.approval_share
         self.declined = False  # a booking that waited for approval was rejected
+        self.background = rng.random() < profile.background_share
 
     # --- plumbing --------------------------------------------------------------------
     def fail_check(self, name: str, detail: str) -> None:
@@ -98,6 +103,8 @@ class Conversation:
         if self.approval:
             body["config"] = {"configurable": {"booking_confirmation": "interrupt"}}
         may_409 = strategy == "reject" and name != TURN
+        if self.background and name == TURN:
+            return self.background_turn(body)
         waiting = False
         with self.client.post(
             f"/threads/{self.thread_id}/runs/wait", json=body, name=name, catch_response=True
@@ -122,6 +129,39 @@ class Conversation:
         if waiting:
             self.decide()
         return status
+
+    def background_turn(self, body: dict[str, Any]) -> int:
+        """A turn as a background run: accepted at once, then joined for its values."""
+        body = {**body, "multitask_strategy": "enqueue"}
+        path = f"/threads/{self.thread_id}/runs"
+        # The server closes this connection after answering, so the join goes out on a
+        # new one, to whichever worker accepts it, most often not the one running the run.
+        close = {"Connection": "close"}
+        with self.client.post(
+            path, json=body, name=CREATE, headers=close, catch_response=True
+        ) as resp:
+            if resp.status_code != 200 or resp.json().get("status") != "pending":
+                resp.failure(f"HTTP {resp.status_code}: {resp.text[:200] if resp.text else ''}")
+                raise ConversationAborted("background run not accepted")
+            run_id = resp.json()["run_id"]
+            resp.success()
+        with self.client.get(f"{path}/{run_id}/join", name=JOIN, catch_response=True) as resp:
+            if resp.status_code != 200:
+                resp.failure(f"HTTP {resp.status_code}: {resp.text[:200] if resp.text else ''}")
+                raise ConversationAborted("join failed")
+            values = resp.json()
+            waiting = self.approval and "__interrupt__" in values
+            reply = d.last_ai_text(values)
+            if not waiting and reply is None:
+                resp.failure("joined without an AI reply with content")
+                raise ConversationAborted("join without a reply")
+            resp.success()
+        self.sent += 1
+        if waiting:
+            self.decide()
+        else:
+            self.last_reply = reply or ""
+        return 200
 
     def decide(self) -> None:
         """Answer the approval the booking waits for: approve, or now and then reject."""
@@ -210,7 +250,11 @@ class Conversation:
             )
         flow = self.rng.choices(FLOWS, FLOW_WEIGHTS)[0]
         # A second message would drop a pending approval: those customers wait.
-        double = not self.approval and self.rng.random() < self.profile.double_text_share
+        double = (
+            not self.approval
+            and not self.background
+            and self.rng.random() < self.profile.double_text_share
+        )
         if flow == "one_shot":
             reply = self.say(d.one_shot(c))
         else:

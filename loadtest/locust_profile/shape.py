@@ -12,6 +12,8 @@ LOADTEST_READ_SHARE    share of conversations that also read history (default 0.
                        of those also read an older checkpoint (time travel)
 LOADTEST_APPROVAL      share of conversations whose booking waits for approval, then is
                        approved (mostly) or rejected (default 0.2)
+LOADTEST_BACKGROUND    share of conversations whose turns are background runs, created
+                       and then joined, often on another worker (default 0.2)
 LOADTEST_CHECK_HISTORY 0 turns off the per-turn state check (CHECKPOINTER=memory)
 """
 
@@ -44,6 +46,7 @@ class Profile:
     read_share: float
     check_history: bool
     approval_share: float = 0.0
+    background_share: float = 0.0
 
     @property
     def duration_s(self) -> float:
@@ -74,4 +77,5 @@ def load_profile() -> Profile:
         read_share=_env_float("LOADTEST_READ_SHARE", 0.3),
         check_history=os.environ.get("LOADTEST_CHECK_HISTORY", "1").strip() not in ("0", "false"),
         approval_share=_env_float("LOADTEST_APPROVAL", 0.2),
+        background_share=_env_float("LOADTEST_BACKGROUND", 0.2),
     )

@@ -108,6 +108,7 @@ CHECKPOINT_OPERATIONS = (
     "prune",
     "thread",
     "run",
+    "queue",
 )
 GUARD_REJECTION_REASONS = ("reject", "timeout")
 MAINTENANCE_RESULTS = ("ok", "error")

@@ -147,6 +147,10 @@ def test_alerts_fire_on_synthetic_series(tmp_path: Path) -> None:
                         f'{{{INSTANCE}, result="error"}}',
                         "values": "0+1x20",
                     },
+                    {  # a run waits longer and longer to start
+                        "series": f"booking_agent_run_queue_oldest_seconds{{{INSTANCE}}}",
+                        "values": "0+60x20",
+                    },
                 ],
                 "alert_rule_test": [
                     alert("BookingAgentDown", "1m"),
@@ -211,6 +215,14 @@ def test_alerts_fire_on_synthetic_series(tmp_path: Path) -> None:
                         "BookingAgentMaintenanceFailing",
                         "17m",
                         "Maintenance passes fail on app:8000",
+                        "warning",
+                        **TARGET,
+                    ),
+                    alert("BookingAgentRunQueueStalled", "9m"),
+                    firing(
+                        "BookingAgentRunQueueStalled",
+                        "11m",
+                        "A background run on app:8000 has waited 11m 0s",
                         "warning",
                         **TARGET,
                     ),

@@ -277,7 +277,7 @@ class PostgresPersistence:
 
     async def next_pending_runs(self, limit: int) -> list[RunRecord]:
         sql = NEXT_PENDING_SQL.format(collate=' COLLATE "C"', m="%s")
-        rows = await self.checkpointer.timed("run", self._fetch(sql, (limit,)))
+        rows = await self.checkpointer.timed("queue", self._fetch(sql, (limit,)))
         return [run_record(row) for row in rows]
 
     async def claim_run(self, run_id: str, thread_id: str, worker: str) -> int | None:
@@ -307,7 +307,7 @@ class PostgresPersistence:
 
     async def cancel_requests(self, worker: str) -> dict[str, CancelAction]:
         rows = await self.checkpointer.timed(
-            "run", self._fetch(CANCEL_REQUESTS_SQL.format(m="%s"), (worker,))
+            "queue", self._fetch(CANCEL_REQUESTS_SQL.format(m="%s"), (worker,))
         )
         return {row["run_id"]: row["cancel"] for row in rows}
 
@@ -321,7 +321,7 @@ class PostgresPersistence:
 
     async def queue_stats(self) -> tuple[int, str | None]:
         rows = await self.checkpointer.timed(
-            "run",
+            "queue",
             self._fetch(QUEUE_STATS_SQL),
         )
         oldest = rows[0]["oldest"]

@@ -265,7 +265,7 @@ class SqlitePersistence:
 
     async def next_pending_runs(self, limit: int) -> list[RunRecord]:
         rows = await self.checkpointer.run_read(
-            "run",
+            "queue",
             self.checkpointer.read_all,
             NEXT_PENDING_SQL.format(collate="", m="?"),
             (limit,),
@@ -305,7 +305,7 @@ class SqlitePersistence:
 
     async def cancel_requests(self, worker: str) -> dict[str, CancelAction]:
         rows = await self.checkpointer.run_read(
-            "run", self.checkpointer.read_all, CANCEL_REQUESTS_SQL.format(m="?"), (worker,)
+            "queue", self.checkpointer.read_all, CANCEL_REQUESTS_SQL.format(m="?"), (worker,)
         )
         return {run_id: action for run_id, action in rows}
 
@@ -321,7 +321,7 @@ class SqlitePersistence:
 
     async def queue_stats(self) -> tuple[int, str | None]:
         count, oldest = await self.checkpointer.run_read(
-            "run", self.checkpointer.read_one, QUEUE_STATS_SQL
+            "queue", self.checkpointer.read_one, QUEUE_STATS_SQL
         )
         return int(count), oldest
 
