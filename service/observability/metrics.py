@@ -116,7 +116,8 @@ MAINTENANCE_KINDS = ("expired_threads", "checkpoints")
 
 RUNS_RECOVERED = Counter(
     f"{PREFIX}_runs_recovered",
-    "Runs left `running` by a worker that died, marked `error` by the maintenance leader.",
+    "Runs left `running` by a worker that died, marked `error` by the next worker to take "
+    "their thread or by the maintenance leader.",
 )
 GUARD_WAITS = Counter(
     f"{PREFIX}_thread_guard_waits",
