@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from langgraph_sdk import get_sync_client
 
 from tests.observability.support import (
     ALERTS,
@@ -172,6 +173,17 @@ def overlapping_turns(base_url: str) -> int:
     return 3  # successful runs
 
 
+def background_turns(base_url: str) -> None:
+    """Background runs, accepted and then joined, for the queue's panels."""
+    client = get_sync_client(url=base_url, api_key=API_KEY)
+    thread_id = client.threads.create()["thread_id"]
+    runs = [
+        client.runs.create(thread_id, "agent", input={"messages": [{"role": "user", "content": t}]})
+        for t in (GREETING, TOOL_QUESTION, GREETING)
+    ]
+    client.runs.join(thread_id, runs[-1]["run_id"])
+
+
 def drive_load(base_url: str) -> int:
     """About TURNS turns spread over LOAD_SECONDS; returns how many runs succeeded."""
     succeeded = 0
@@ -181,6 +193,7 @@ def drive_load(base_url: str) -> int:
         for i in range(TURNS):
             if i == TURNS // 2:  # mid-load, so scrapes on both sides see the counters move
                 succeeded += overlapping_turns(base_url)
+                background_turns(base_url)
             text = TOOL_QUESTION if i % 3 == 0 else GREETING
             futures.append(pool.submit(turn, base_url, str(uuid.uuid4()), text))
             time.sleep(max(0.0, started + (i + 1) * LOAD_SECONDS / TURNS - time.monotonic()))
