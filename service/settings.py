@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     # and how often an idle worker looks for runs accepted by others (and for cancels).
     background_runs_per_worker: int = Field(8, ge=1, le=1000)
     run_queue_poll_s: float = Field(0.1, ge=0.01, le=60)
+    # Resumable streams (`stream_resumable=True`): how long their events are kept, and
+    # at most how many of one run.
+    resumable_stream_ttl_s: int = Field(600, ge=1, le=7 * 24 * 3600)
+    resumable_stream_max_events: int = Field(10_000, ge=1, le=1_000_000)
     busy_retry_after_s: int = Field(1, ge=1, le=600)
     max_message_chars: int = Field(8000, ge=1, le=1_000_000)
     max_messages_per_request: int = Field(20, ge=1, le=1000)

@@ -9,10 +9,10 @@ from fastapi import HTTPException
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from service.api.deps import AppState
-from service.api.encoding import encode
 from service.api.limits import check_metadata
 from service.api.routes.assistants import known_assistant
 from service.api.thread_bodies import thread_config
+from service.runs.encoding import encode
 from service.runs.lifecycle import RunExecution
 from service.schemas.models import RunCreate
 from service.schemas.validation import quote
@@ -48,14 +48,35 @@ def run_body(run: RunRecord) -> dict[str, Any]:
 
 
 def stream_response(execution: RunExecution) -> EventSourceResponse:
-    """A run's events as SSE: `metadata` first, then the requested modes, `end` last."""
+    """A run's events as SSE, each with its id: `metadata` first, then the requested
+    modes, `end` last. A resumable stream says where to pick it up (`Location`)."""
 
     async def events() -> AsyncIterator[ServerSentEvent]:
-        async for event, data in execution.events():
-            yield ServerSentEvent(data=encode(data).decode(), event=event)
+        async for seq, event, data in execution.events():
+            yield ServerSentEvent(data=encode(data).decode(), event=event, id=str(seq))
 
     location = run_location(execution.prepared.thread_id, execution.run_id)
-    return EventSourceResponse(events(), ping=15, headers={"Content-Location": location})
+    headers = {"Content-Location": location}
+    if execution.prepared.resumable:
+        headers["Location"] = f"{location}/stream"
+    return EventSourceResponse(events(), ping=15, headers=headers)
+
+
+def replay_response(
+    events: AsyncIterator[tuple[int, str, str]], wanted: set[str] | None
+) -> EventSourceResponse:
+    """A joined stream: the events after the client's last, only the modes it wants."""
+
+    async def sse() -> AsyncIterator[ServerSentEvent]:
+        async for seq, event, data in events:
+            if wanted is None or event in wanted or event in _ALWAYS_SENT:
+                yield ServerSentEvent(data=data, event=event, id=str(seq))
+
+    return EventSourceResponse(sse(), ping=15)
+
+
+# Sent to a joiner whatever modes it asked for.
+_ALWAYS_SENT = ("metadata", "end", "error")
 
 
 async def thread_values(state: AppState, thread_id: str) -> dict[str, Any]:

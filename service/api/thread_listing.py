@@ -17,8 +17,8 @@ import orjson
 from langgraph.types import StateSnapshot
 
 from service.api.deps import AppState
-from service.api.encoding import encode
 from service.api.thread_bodies import thread_config
+from service.runs.encoding import encode
 from service.runs.lifecycle import RunInputError
 from service.runs.serialize import to_jsonable
 from service.schemas.models import ThreadCount, ThreadSearch

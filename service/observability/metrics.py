@@ -112,7 +112,7 @@ CHECKPOINT_OPERATIONS = (
 )
 GUARD_REJECTION_REASONS = ("reject", "timeout")
 MAINTENANCE_RESULTS = ("ok", "error")
-MAINTENANCE_KINDS = ("expired_threads", "checkpoints")
+MAINTENANCE_KINDS = ("expired_threads", "checkpoints", "run_events")
 
 RUNS_RECOVERED = Counter(
     f"{PREFIX}_runs_recovered",

@@ -32,6 +32,7 @@ from langgraph.graph.state import CompiledStateGraph
 from service import side_effects
 from service.observability import metrics
 from service.runs.commands import check_breakpoints, check_resume, to_command
+from service.runs.event_log import EventLog
 from service.schemas.models import RunCreate
 from service.settings import Settings
 from service.storage.base import CancelAction, Persistence, RunRecord, RunStatus, ThreadRecord
@@ -186,6 +187,8 @@ class PreparedRun:
     interrupt_after: Any = None
     # A stateless run's thread, deleted once the run has ended.
     temporary: bool = False
+    # Its events are kept for a join or a reconnect on any worker (`stream_resumable`).
+    resumable: bool = False
     stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     @property
@@ -273,6 +276,7 @@ class RunService:
             on_disconnect=request.on_disconnect or "continue",
             interrupt_before=request.interrupt_before,
             interrupt_after=request.interrupt_after,
+            resumable=request.stream_resumable,
         )
 
     async def prepare(
@@ -401,7 +405,8 @@ class RunService:
             await stack.aclose()
             return True
         metrics.RUN_START_SECONDS.observe(max(0.0, seconds_since(run.created_at)))
-        self._launch(RunExecution(self, prepared, stream=False, background=True), None)
+        execution = RunExecution(self, prepared, stream=prepared.resumable, background=True)
+        self._launch(execution, None)
         return True
 
     async def cancel(self, run: RunRecord, action: CancelAction) -> RunStatus | None:
@@ -584,9 +589,6 @@ class RunService:
             await asyncio.wait(tasks, timeout=timeout_s)
 
 
-_END = object()
-
-
 class RunExecution:
     """One run's own task: the graph, its timeout, its client's departure, its outcome."""
 
@@ -608,7 +610,16 @@ class RunExecution:
         self.graph_done = False  # past this, only bookkeeping is left: never cancelled
         self.interrupted = False  # the run stopped at an interrupt or a breakpoint
         self.run_status: RunStatus | None = None  # set once the graph has ended
-        self._events: asyncio.Queue[Any] | None = asyncio.Queue() if stream else None
+        # A streaming run's events (the graph runs with `astream`); None: `ainvoke`.
+        self.log: EventLog | None = None
+        if stream:
+            self.log = EventLog(
+                service.persistence,
+                prepared.thread_id,
+                prepared.run_id,
+                persist=prepared.resumable,
+                max_kept=service.settings.resumable_stream_max_events,
+            )
         self.task: asyncio.Task[Any]
 
     @property
@@ -645,15 +656,14 @@ class RunExecution:
                 "run %s was asked to cancel past a side effect; it runs to its end", self.run_id
             )
 
-    async def events(self) -> AsyncIterator[tuple[str, Any]]:
-        """(event, data) pairs: `metadata`, the requested modes, then `end` or `error`."""
-        assert self._events is not None
-        while (item := await self._events.get()) is not _END:
-            yield item
+    def events(self, after: int = 0) -> AsyncIterator[tuple[int, str, Any]]:
+        """(seq, event, data): `metadata`, the requested modes, then `end` or `error`."""
+        assert self.log is not None
+        return self.log.follow(after)
 
     def _emit(self, event: str, data: Any) -> None:
-        if self._events is not None and not self.client_left:
-            self._events.put_nowait((event, data))
+        if self.log is not None:
+            self.log.append(event, data)
 
     async def _main(self, client_gone: ClientGone | None) -> Any:
         if self.background:
@@ -681,7 +691,7 @@ class RunExecution:
             self.service.settings.run_timeout_s, self._time_out
         )
         try:
-            if self._events is None:
+            if self.log is None:
                 async with self.prepared.stack:
                     try:
                         return await self._invoke()
@@ -692,6 +702,9 @@ class RunExecution:
                 try:
                     finished = await self._stream()
                 finally:
+                    # Kept before the run says it has ended: a joiner that reads the end
+                    # finds every event.
+                    await asyncio.shield(self.log.flush())
                     await self._record_end()
             if finished:
                 self._emit("end", None)
@@ -700,8 +713,8 @@ class RunExecution:
             timer.cancel()
             if watcher is not None:
                 watcher.cancel()
-            if self._events is not None:
-                self._events.put_nowait(_END)
+            if self.log is not None:
+                await self.log.close()
 
     async def _invoke(self) -> dict[str, Any]:
         prepared = self.prepared

@@ -323,7 +323,6 @@ class RunCreate(_Strict):
         asked = {
             "webhook": self.webhook,
             "after_seconds": self.after_seconds,
-            "stream_resumable": self.stream_resumable or None,
             "stream_subgraphs": self.stream_subgraphs or None,
         }
         return [name for name, value in asked.items() if value]

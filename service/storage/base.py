@@ -31,6 +31,9 @@ class ThreadRecord:
     ttl_minutes: float | None = None
 
 
+# A resumable stream's event: (seq, the SSE event id; event name; data as JSON text).
+RunEvent = tuple[int, str, str]
+
 RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
 CancelAction = Literal["interrupt", "rollback"]
 
@@ -161,6 +164,14 @@ class Persistence(Protocol):
 
     async def queue_stats(self) -> tuple[int, str | None]:
         """How many runs are pending, and when the oldest was accepted."""
+        ...
+
+    async def append_run_events(self, thread_id: str, run_id: str, events: list[RunEvent]) -> None:
+        """Keep a resumable stream's next events (one transaction)."""
+        ...
+
+    async def run_events_after(self, run_id: str, after: int, limit: int) -> list[RunEvent]:
+        """A resumable stream's kept events after `after`, in order."""
         ...
 
     async def get_run(self, thread_id: str, run_id: str) -> RunRecord | None: ...

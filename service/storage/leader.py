@@ -64,6 +64,7 @@ class SweepReport(Protocol):
     expired_deleted: int
     checkpoints_removed: int
     stale_runs: int
+    expired_events: int
 
     def as_dict(self) -> dict[str, Any]: ...
 
@@ -101,6 +102,7 @@ async def timed_sweep(sweep: Callable[[], Awaitable[R]]) -> R | None:
     metrics.MAINTENANCE_SWEEPS.labels(result="ok").inc()
     metrics.MAINTENANCE_DELETED.labels(kind="expired_threads").inc(report.expired_deleted)
     metrics.MAINTENANCE_DELETED.labels(kind="checkpoints").inc(report.checkpoints_removed)
+    metrics.MAINTENANCE_DELETED.labels(kind="run_events").inc(report.expired_events)
     metrics.RUNS_RECOVERED.inc(report.stale_runs)
     if report.expired_deleted or report.checkpoints_removed or report.stale_runs:
         log.info("maintenance: %s", report.as_dict())

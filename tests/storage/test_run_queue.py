@@ -135,3 +135,34 @@ async def test_claiming_a_thread_fails_what_a_dead_worker_left_running(
     assert await _status(persistence, orphan) == "error"
     assert await _status(persistence, nxt) == "running"
     assert await _status(persistence, elsewhere) == "running"
+
+
+async def test_a_resumable_streams_events_are_kept_in_order(persistence: Persistence) -> None:
+    thread_id = await _thread(persistence)
+    run = _run(thread_id, "running")
+    await persistence.create_run(run)
+    await persistence.append_run_events(thread_id, run.run_id, [(1, "metadata", "{}")])
+    batch = [(2, "values", '{"n":1}'), (3, "values", '{"n":2}')]
+    await persistence.append_run_events(thread_id, run.run_id, batch)
+    await persistence.append_run_events(thread_id, run.run_id, batch[:1])  # a retry: kept once
+    assert await persistence.run_events_after(run.run_id, 0, 10) == [(1, "metadata", "{}"), *batch]
+    assert await persistence.run_events_after(run.run_id, 1, 1) == batch[:1]
+    assert await persistence.run_events_after(run.run_id, 3, 10) == []
+    assert await persistence.run_events_after(new_run_id(), 0, 10) == []
+    await persistence.delete_thread(thread_id)
+    assert await persistence.run_events_after(run.run_id, 0, 10) == []
+
+
+def test_the_sqlite_sweep_drops_events_past_their_ttl(tmp_path: Path) -> None:
+    from service.storage.sqlite.driver import sqlite3
+    from service.storage.sqlite.maintenance import expire_run_events
+
+    settings = Settings(_env_file=None, checkpoints_db_path=tmp_path / "c.db")
+    prepare_checkpoint_storage(settings)
+    conn = sqlite3.connect(tmp_path / "c.db", isolation_level=None)
+    rows = [("old", "t", 1, "values", "{}", "2000-01-01T00:00:00.000000Z")]
+    rows.append(("new", "t", 1, "values", "{}", utcnow_iso()))
+    conn.executemany("INSERT INTO run_events VALUES (?, ?, ?, ?, ?, ?)", rows)
+    assert expire_run_events(conn, 600) == 1
+    assert [row[0] for row in conn.execute("SELECT run_id FROM run_events")] == ["new"]
+    conn.close()

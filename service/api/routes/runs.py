@@ -3,25 +3,29 @@ cancel, and read their records."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from sse_starlette import EventSourceResponse
 
 from service.api.auth import Caller
-from service.api.deps import State, ThreadId
+from service.api.deps import AppState, State, ThreadId
 from service.api.disconnect import client_gone
 from service.api.encoding import json_response
 from service.api.run_bodies import (
     check_run_request,
+    replay_response,
     run_body,
     run_location,
     stream_response,
     thread_values,
 )
 from service.api.thread_bodies import owned_thread
-from service.schemas.models import ERROR_RESPONSES, RunCreate
-from service.storage.base import CancelAction, RunStatus
+from service.runs.replay import follow_run
+from service.schemas.models import ERROR_RESPONSES, STREAM_MODES, RunCreate
+from service.storage.base import CancelAction, RunRecord, RunStatus
 from service.storage.errors import RunActiveError, RunEndedError, RunNotFoundError
 
 router = APIRouter(prefix="/threads/{thread_id}/runs", tags=["runs"], responses=ERROR_RESPONSES)
@@ -111,6 +115,68 @@ async def join_run(thread_id: ThreadId, run_id: ThreadId, state: State, caller: 
         raise RunNotFoundError(thread_id, run_id)  # rolled back, or deleted with its thread
     await owned_thread(state, caller, thread_id)
     return json_response(await thread_values(state, thread_id))
+
+
+@router.get(
+    "/{run_id}/stream",
+    operation_id="join_run_stream",
+    responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream"}},
+)
+async def join_stream(
+    thread_id: ThreadId,
+    run_id: ThreadId,
+    state: State,
+    caller: Caller,
+    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: Annotated[str | None, Query(max_length=20)] = None,
+    stream_mode: Annotated[list[str] | None, Query(max_length=10)] = None,
+    cancel_on_disconnect: bool = False,
+) -> EventSourceResponse:
+    """Follow a run's stream from any worker: replay a resumable run's events after
+    `Last-Event-ID`, then each as it comes, until the run ends."""
+    await owned_thread(state, caller, thread_id)
+    run = await state.persistence.get_run(thread_id, run_id)
+    if run is None:
+        raise RunNotFoundError(thread_id, run_id)
+    after = _event_id(last_event_id_header or last_event_id)
+    wanted = _stream_events(stream_mode)
+    events = follow_run(state.runs, thread_id, run_id, after)
+    if cancel_on_disconnect:
+        events = _cancelled_on_disconnect(events, state, run)
+    return replay_response(events, wanted)
+
+
+def _event_id(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 0
+    if not raw.isdigit() or len(raw) > 18:
+        raise HTTPException(422, "Last-Event-ID must be the id of an event this run sent")
+    return int(raw)
+
+
+def _stream_events(modes: list[str] | None) -> set[str] | None:
+    """The event names a joiner asked for (None: all); `messages-tuple` is `messages`."""
+    asked = [mode for mode in modes or [] if mode]
+    unknown = sorted(set(asked) - set(STREAM_MODES))
+    if unknown:
+        raise HTTPException(422, f"stream_mode must be among {list(STREAM_MODES)}; got {unknown}")
+    if not asked:
+        return None
+    return {"messages" if mode == "messages-tuple" else mode for mode in asked}
+
+
+async def _cancelled_on_disconnect(
+    events: AsyncIterator[tuple[int, str, str]], state: AppState, run: RunRecord
+) -> AsyncIterator[tuple[int, str, str]]:
+    """The events; if the client leaves before the end, the run is cancelled."""
+    ended = False
+    try:
+        async for item in events:
+            ended = item[1] in ("end", "error")
+            yield item
+    finally:
+        if not ended:
+            await asyncio.shield(state.runs.cancel(run, "interrupt"))
 
 
 @router.post("/{run_id}/cancel", operation_id="cancel_run", status_code=202)

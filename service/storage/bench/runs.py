@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from service.storage.base import CancelAction, RunRecord, RunStatus
+from service.storage.base import CancelAction, RunEvent, RunRecord, RunStatus
 from service.storage.records import utcnow_iso
 from service.storage.run_records import ACTIVE_STATUSES
 
@@ -15,6 +15,7 @@ class InMemoryRuns:
     def __init__(self) -> None:
         self._runs: dict[str, RunRecord] = {}
         self._cancels: dict[str, CancelAction] = {}
+        self._events: dict[str, list[RunEvent]] = {}
 
     async def create_run(self, run: RunRecord, *, unless_queued: bool = False) -> bool:
         if unless_queued and any(
@@ -86,6 +87,14 @@ class InMemoryRuns:
         pending = [r.created_at for r in self._runs.values() if r.status == "pending"]
         return len(pending), min(pending, default=None)
 
+    async def append_run_events(self, thread_id: str, run_id: str, events: list[RunEvent]) -> None:
+        kept = self._events.setdefault(run_id, [])
+        known = {event[0] for event in kept}
+        kept.extend(event for event in events if event[0] not in known)
+
+    async def run_events_after(self, run_id: str, after: int, limit: int) -> list[RunEvent]:
+        return [event for event in self._events.get(run_id, []) if event[0] > after][:limit]
+
     async def get_run(self, thread_id: str, run_id: str) -> RunRecord | None:
         run = self._runs.get(run_id)
         return run if run is not None and run.thread_id == thread_id else None
@@ -111,3 +120,4 @@ class InMemoryRuns:
     def forget_thread(self, thread_id: str) -> None:
         for run_id in [r.run_id for r in self._runs.values() if r.thread_id == thread_id]:
             del self._runs[run_id]
+            self._events.pop(run_id, None)

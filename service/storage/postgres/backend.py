@@ -19,6 +19,7 @@ from service.storage.base import (
     CancelAction,
     IfExists,
     PruneStrategy,
+    RunEvent,
     RunRecord,
     RunStatus,
     ThreadQuery,
@@ -38,6 +39,7 @@ from service.storage.records import (
     set_status_gauges,
     thread_record,
 )
+from service.storage.run_events import EVENT_COLUMNS, EVENTS_AFTER_SQL
 from service.storage.run_records import (
     ACTIVE_RUN_FILTER,
     CANCEL_PENDING_SQL,
@@ -332,6 +334,29 @@ class PostgresPersistence:
         rows = await self.checkpointer.timed("run", self._fetch(sql, params))
         self.checkpointer.committed()
         return bool(rows)
+
+    async def append_run_events(self, thread_id: str, run_id: str, events: list[RunEvent]) -> None:
+        rows = [(run_id, thread_id, seq, event, data) for seq, event, data in events]
+        sql = (
+            f"INSERT INTO run_events ({EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, now()) "
+            "ON CONFLICT DO NOTHING"
+        )
+
+        async def insert() -> None:
+            async with (
+                pooled(self.pool, self.settings.busy_retry_after_s) as conn,
+                conn.transaction(),
+                conn.cursor() as cur,
+            ):
+                await cur.executemany(sql, rows)
+
+        await self.checkpointer.timed("run", insert())
+        self.checkpointer.committed()
+
+    async def run_events_after(self, run_id: str, after: int, limit: int) -> list[RunEvent]:
+        sql = EVENTS_AFTER_SQL.format(m="%s")
+        rows = await self.checkpointer.timed("run", self._fetch(sql, (run_id, after, limit)))
+        return [(int(row["seq"]), row["event"], row["data"]) for row in rows]
 
     async def get_run(self, thread_id: str, run_id: str) -> RunRecord | None:
         rows = await self.checkpointer.timed(

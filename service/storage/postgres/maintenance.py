@@ -28,6 +28,7 @@ from service.storage.postgres.links import COLLECT_SQL
 from service.storage.postgres.pool import connection_kwargs
 from service.storage.postgres.saver import COMPACT_SQL, DELETE_THREAD_ROWS_SQL
 from service.storage.postgres.schema import LEADER_LOCK, LOCK_CLASS
+from service.storage.run_events import EXPIRED_EVENTS_SQL
 from service.storage.run_records import ACTIVE_RUNS_SQL, STALE_RUN_SQL
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class PostgresSweepReport:
     checkpoints_removed: int = 0
     skipped_busy: int = 0
     stale_runs: int = 0
+    expired_events: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,6 +137,9 @@ class PostgresSweeper:
         batch = self.settings.maintenance_batch_size
         async with self.pool.connection() as conn:
             report.stale_runs = await fail_stale_runs(conn)
+            expired = EXPIRED_EVENTS_SQL.format(m="now() - make_interval(secs => %s)")
+            cur = await conn.execute(expired, (self.settings.resumable_stream_ttl_s,))
+            report.expired_events = cur.rowcount
             await self._expire(conn, batch, report)
             keep = self.settings.keep_last_checkpoints
             if keep:

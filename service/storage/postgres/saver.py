@@ -111,6 +111,7 @@ DELETE_THREAD_SQL = tuple(
         "checkpoint_writes",
         "checkpoint_messages",
         "runs",
+        "run_events",
         "threads",
     )
 )

@@ -56,6 +56,17 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_by_thread ON runs (thread_id, created_at);
 CREATE INDEX IF NOT EXISTS runs_active ON runs (status) WHERE status IN ('pending', 'running');
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS cancel TEXT;
+CREATE TABLE IF NOT EXISTS run_events (
+    run_id TEXT NOT NULL,
+    thread_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, seq)
+);
+CREATE INDEX IF NOT EXISTS run_events_by_thread ON run_events (thread_id);
+CREATE INDEX IF NOT EXISTS run_events_by_age ON run_events (created_at);
 """
 # Threads written by a plain LangGraph script become visible to the thread API.
 BACKFILL_SQL = """

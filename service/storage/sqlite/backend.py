@@ -14,6 +14,7 @@ from service.storage.base import (
     CancelAction,
     IfExists,
     PruneStrategy,
+    RunEvent,
     RunRecord,
     RunStatus,
     ThreadQuery,
@@ -33,6 +34,7 @@ from service.storage.records import (
     thread_record,
     utcnow_iso,
 )
+from service.storage.run_events import EVENT_COLUMNS, EVENTS_AFTER_SQL
 from service.storage.run_records import (
     ACTIVE_RUN_FILTER,
     CANCEL_PENDING_SQL,
@@ -334,6 +336,29 @@ class SqlitePersistence:
                 return cur.rowcount > 0
 
         return await saver.run_write("run", write, single=True)
+
+    async def append_run_events(self, thread_id: str, run_id: str, events: list[RunEvent]) -> None:
+        saver = self.checkpointer
+        now = utcnow_iso()
+        rows = [(run_id, thread_id, seq, event, data, now) for seq, event, data in events]
+
+        def insert() -> None:
+            with saver.write_transaction() as cur:
+                cur.executemany(
+                    f"INSERT OR IGNORE INTO run_events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+
+        await saver.run_write("run", insert, single=True)
+
+    async def run_events_after(self, run_id: str, after: int, limit: int) -> list[RunEvent]:
+        rows = await self.checkpointer.run_read(
+            "run",
+            self.checkpointer.read_all,
+            EVENTS_AFTER_SQL.format(m="?"),
+            (run_id, after, limit),
+        )
+        return [(int(seq), event, data) for seq, event, data in rows]
 
     async def get_run(self, thread_id: str, run_id: str) -> RunRecord | None:
         row = await self.checkpointer.run_read(

@@ -19,6 +19,7 @@ from typing import Any
 
 from service.settings import Settings
 from service.storage.records import iso_utc, utcnow_iso
+from service.storage.run_events import EXPIRED_EVENTS_SQL
 from service.storage.run_records import ACTIVE_RUNS_SQL, STALE_RUN_SQL
 from service.storage.sqlite.driver import connect, immediate, sqlite3
 from service.storage.sqlite.links import collect_links
@@ -45,7 +46,7 @@ def delete_thread_rows(cur: Any, thread_id: str) -> bool:
     Returns whether the thread had a record.
     """
     existed = False
-    for table in ("checkpoints", "writes", "checkpoint_messages", "runs", "threads"):
+    for table in ("checkpoints", "writes", "checkpoint_messages", "runs", "run_events", "threads"):
         existed = cur.execute(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,)).rowcount > 0
     return existed
 
@@ -161,6 +162,7 @@ class SweepReport:
     wal_bytes_after: int = 0
     skipped_busy: int = 0
     stale_runs: int = 0
+    expired_events: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -181,6 +183,13 @@ def fail_stale_runs(conn: Any, is_busy: Callable[[str], bool]) -> int:
     return len(stale)
 
 
+def expire_run_events(conn: Any, ttl_s: float) -> int:
+    """Resumable streams' events older than RESUMABLE_STREAM_TTL_S."""
+    cutoff = iso_utc(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=ttl_s))
+    with immediate(conn):
+        return conn.execute(EXPIRED_EVENTS_SQL.format(m="?"), (cutoff,)).rowcount
+
+
 def sweep(
     path: Path,
     settings: Settings,
@@ -193,6 +202,7 @@ def sweep(
     batch = settings.maintenance_batch_size
     with maintenance_connection(path, settings) as conn:
         report.stale_runs = fail_stale_runs(conn, is_busy)
+        report.expired_events = expire_run_events(conn, settings.resumable_stream_ttl_s)
         finders = [expired_by_own_ttl]
         if settings.thread_ttl_days > 0:
             days = settings.thread_ttl_days

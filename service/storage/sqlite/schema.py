@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 # 3: an index of the threads that are not idle (interrupted, error), for the gauges,
 #    `threads.ttl_minutes`, a thread's own TTL, and `runs`, one record a run.
 # 4: `runs.cancel`, a cancel asked of the worker that runs the run.
-SCHEMA_VERSION = 4
+# 5: `run_events`, the events of resumable streams.
+SCHEMA_VERSION = 5
 
 # Threads with a TTL of their own, for the sweep (after the column exists in old files).
 _TTL_INDEX = (
@@ -97,6 +98,17 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_by_thread ON runs (thread_id, created_at);
 CREATE INDEX IF NOT EXISTS runs_active ON runs (status) WHERE status IN ('pending', 'running');
 CREATE INDEX IF NOT EXISTS threads_not_idle ON threads (status) WHERE status <> 'idle';
+CREATE TABLE IF NOT EXISTS run_events (
+    run_id TEXT NOT NULL,
+    thread_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS run_events_by_thread ON run_events (thread_id);
+CREATE INDEX IF NOT EXISTS run_events_by_age ON run_events (created_at);
 CREATE TABLE IF NOT EXISTS service_leases (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,

@@ -8,7 +8,8 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.types import Interrupt
 from pydantic import BaseModel
 
-from service.api.encoding import encode, json_response
+from service.api.encoding import json_response
+from service.runs.encoding import encode
 
 
 class Slot(BaseModel):

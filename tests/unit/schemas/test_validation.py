@@ -10,7 +10,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from service import side_effects
 from service.agent.graph import add_conversation_messages
-from service.api.encoding import encode
+from service.runs.encoding import encode
 from service.schemas.validation import check_thread_id, json_problem, quote, safe_text
 
 
