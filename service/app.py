@@ -22,10 +22,11 @@ from service.api.auth import KeyRing
 from service.api.deps import AppState
 from service.api.errors import install_error_handlers
 from service.api.middleware import HttpMetrics, RequestLimits
-from service.api.routes import assistants, runs, state, stateless_runs, system, threads
+from service.api.routes import assistants, crons, runs, state, stateless_runs, system, threads
 from service.bookings.store import open_booking_store
 from service.observability import metrics
 from service.observability.telemetry import set_build_info
+from service.runs.crons import CronScheduler, CronService
 from service.runs.lifecycle import RunService
 from service.runs.queue import RunQueue
 from service.settings import Settings, get_settings
@@ -55,6 +56,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         extra={"bookings": bookings},
     )
     queue = RunQueue(run_service, settings)
+    scheduler = CronScheduler(CronService(run_service))
     library = sqlite_library()
     set_build_info(persistence.backend, str(library["version"]), str(library["driver"]))
     # What start-up built lives as long as the worker: move it out of the collector's
@@ -65,9 +67,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     metrics.WORKER_UP.labels(pid=str(os.getpid())).set(1)
     log.info("worker %d ready (backend=%s)", os.getpid(), persistence.backend)
     queue.start()
+    scheduler.start()
     try:
         yield
     finally:
+        await scheduler.stop()
         # A worker that stops takes no more background runs (the others do), and lets
         # the runs it has in flight, their clients perhaps gone, finish.
         await queue.stop()
@@ -99,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         assistants.router,
         threads.router,
         state.router,
+        crons.router,
         runs.router,
         stateless_runs.router,
     ]

@@ -24,6 +24,7 @@ from service.runs.lifecycle import (
 from service.schemas.validation import quote, safe_text
 from service.storage.errors import (
     CheckpointNotFoundError,
+    CronNotFoundError,
     RunActiveError,
     RunEndedError,
     RunNotFoundError,
@@ -68,6 +69,7 @@ ERROR_TABLE: list[tuple[type[BaseException], int, Detail, Callable[[Any], dict] 
         None,
     ),
     (ThreadExistsError, 409, _thread("already exists"), None),
+    (CronNotFoundError, 404, lambda exc: f"Cron {quote(exc.args[0])} not found", None),
     (
         RunEndedError,
         409,

@@ -114,6 +114,13 @@ GUARD_REJECTION_REASONS = ("reject", "timeout")
 MAINTENANCE_RESULTS = ("ok", "error")
 MAINTENANCE_KINDS = ("expired_threads", "checkpoints", "run_events")
 
+CRON_RESULTS = ("started", "refused", "missed")
+CRON_FIRINGS = Counter(
+    f"{PREFIX}_cron_firings",
+    "Cron firings: started (a background run was accepted), refused (its thread is gone "
+    "or busy, or its run is invalid), missed (due while no worker led; skipped, not replayed).",
+    ["result"],
+)
 RUNS_RECOVERED = Counter(
     f"{PREFIX}_runs_recovered",
     "Runs left `running` by a worker that died, marked `error` by the next worker to take "
@@ -261,6 +268,8 @@ def init_series(backend: str) -> None:
         GUARD_REJECTIONS.labels(reason=reason)
     for action in DISCONNECT_ACTIONS:
         RUN_CLIENT_DISCONNECTS.labels(action=action)
+    for result in CRON_RESULTS:
+        CRON_FIRINGS.labels(result=result)
     for action in CANCEL_ACTIONS:
         for stage in ("pending", "running"):
             RUN_CANCELLATIONS.labels(action=action, stage=stage)

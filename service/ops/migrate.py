@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from service.bookings.postgres import PostgresBookingDatabase
 from service.settings import Settings
+from service.storage.cron_records import CRON_COLUMNS
 from service.storage.postgres.links import INSERT_LINK_SQL
 from service.storage.postgres.pool import new_pool
 from service.storage.postgres.saver import (
@@ -86,6 +87,10 @@ INSERT_RUN_SQL = f"""
 INSERT INTO runs ({RUN_COLUMNS})
 VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::timestamptz, %s::timestamptz, %s)
 ON CONFLICT (run_id) DO NOTHING
+"""
+INSERT_CRON_SQL = f"""
+INSERT INTO crons ({CRON_COLUMNS}) VALUES ({", ".join(["%s"] * 14)})
+ON CONFLICT (cron_id) DO NOTHING
 """
 APPOINTMENT_COLUMNS = (
     "confirmation_code, service, starts_at, customer_name, contact, status, "
@@ -157,6 +162,7 @@ class Migration:
         self.src: Any = None
         self.source_has_ttl = False
         self.source_has_runs = False
+        self.source_has_crons = False
         self.pool: Any = None
         self.saver: PostgresCheckpointer | None = None
 
@@ -219,6 +225,7 @@ class Migration:
                 while batch := rows.fetchmany(self.batch_size):
                     async with conn.cursor() as cur:
                         await cur.executemany(INSERT_RUN_SQL, batch)
+            await self.copy_crons(conn, "thread_id = ?", (thread_id,))
             await conn.execute(
                 MARK_SQL,
                 (
@@ -229,6 +236,18 @@ class Migration:
                     summary.last_checkpoint_id,
                 ),
             )
+
+    async def copy_crons(
+        self, conn: AsyncConnection[Any], where: str, params: tuple[Any, ...]
+    ) -> None:
+        """Crons (a thread's, or those without one) as they are, enabled as a boolean."""
+        if not self.source_has_crons:
+            return
+        rows = self.src.execute(f"SELECT {CRON_COLUMNS} FROM crons WHERE {where}", params)
+        crons = [(*row[:8], bool(row[8]), *row[9:]) for row in rows]
+        if crons:
+            async with conn.cursor() as cur:
+                await cur.executemany(INSERT_CRON_SQL, crons)
 
     async def _copy_checkpoints(
         self, conn: AsyncConnection[Any], thread_id: str, batch: list[tuple[Any, ...]]
@@ -333,6 +352,9 @@ class Migration:
         self.source_has_runs = bool(
             self.src.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone()
         )
+        self.source_has_crons = bool(
+            self.src.execute("SELECT 1 FROM sqlite_master WHERE name = 'crons'").fetchone()
+        )
         self.pool = new_pool(self.settings, "migrate", min_size=1, max_size=2)
         await self.pool.open(wait=True, timeout=30)
         try:
@@ -364,6 +386,7 @@ class Migration:
                             report.writes += summary.writes
                         bar.update(1)
                         bar.set_postfix(copied=report.copied, skipped=report.skipped)
+                await self.copy_crons(conn, "thread_id IS NULL", ())  # stateless crons
             if appointments is not None:
                 report.appointments = await self.copy_appointments(appointments)
             report.problems, report.sampled = await self.verify(summaries, sample)

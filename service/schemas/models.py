@@ -7,6 +7,7 @@ checked by `service.schemas.validation` as a whole before its fields are read.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -350,3 +351,119 @@ class RunCancelMany(_Strict):
         if self.thread_id is None and self.run_ids is None and self.status is None:
             raise ValueError("name the runs to cancel: `thread_id`, `run_ids` or `status`")
         return self
+
+
+# What a cron's run takes: a run's own fields, less those a schedule decides.
+_CRON_RUN_FIELDS = (
+    "input",
+    "metadata",
+    "config",
+    "context",
+    "checkpoint_during",
+    "interrupt_before",
+    "interrupt_after",
+    "webhook",
+    "multitask_strategy",
+    "stream_mode",
+    "stream_subgraphs",
+    "stream_resumable",
+    "durability",
+)
+CronField = Literal[
+    "cron_id",
+    "assistant_id",
+    "thread_id",
+    "on_run_completed",
+    "end_time",
+    "schedule",
+    "timezone",
+    "created_at",
+    "updated_at",
+    "payload",
+    "user_id",
+    "next_run_date",
+    "metadata",
+    "enabled",
+]
+Schedule = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+TimezoneName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class CronCreate(_Strict):
+    """POST /runs/crons and /threads/{id}/runs/crons: a run on a schedule."""
+
+    assistant_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    schedule: Schedule
+    timezone: TimezoneName | None = None
+    end_time: dt.datetime | None = None
+    enabled: bool = True
+    on_run_completed: Literal["delete", "keep"] | None = None
+    input: dict[str, Any] | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    config: RunConfig | None = None
+    context: dict[str, Any] | None = None
+    checkpoint_during: bool | None = None
+    interrupt_before: Breakpoints | None = None
+    interrupt_after: Breakpoints | None = None
+    webhook: str | None = None
+    multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] | None = None
+    stream_mode: StreamMode | Annotated[list[StreamMode], Field(min_length=1, max_length=3)] = (
+        "values"
+    )
+    stream_subgraphs: bool = False
+    stream_resumable: bool = False
+    durability: Literal["sync", "async", "exit"] | None = None
+
+    def run_request(self) -> RunCreate:
+        """The run each firing starts."""
+        fields = self.model_dump(include=set(_CRON_RUN_FIELDS), exclude_unset=True)
+        return RunCreate.model_validate({"assistant_id": self.assistant_id, **fields})
+
+
+class CronPatch(_Strict):
+    """PATCH /runs/crons/{cron_id}: what is sent replaces what the cron had."""
+
+    schedule: Schedule | None = None
+    timezone: TimezoneName | None = None
+    end_time: dt.datetime | None = None
+    enabled: bool | None = None
+    on_run_completed: Literal["delete", "keep"] | None = None
+    input: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    config: RunConfig | None = None
+    context: dict[str, Any] | None = None
+    interrupt_before: Breakpoints | None = None
+    interrupt_after: Breakpoints | None = None
+    webhook: str | None = None
+    stream_mode: (
+        StreamMode | Annotated[list[StreamMode], Field(min_length=1, max_length=3)] | None
+    ) = None
+    stream_subgraphs: bool | None = None
+    stream_resumable: bool | None = None
+    durability: Literal["sync", "async", "exit"] | None = None
+
+
+class CronCount(_Strict):
+    assistant_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    thread_id: ThreadIdText | None = None
+    enabled: bool | None = None
+    metadata: MetadataFilter = Field(default_factory=dict)
+
+
+class CronSearch(CronCount):
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=1_000_000)
+    sort_by: (
+        Literal[
+            "cron_id",
+            "assistant_id",
+            "thread_id",
+            "next_run_date",
+            "end_time",
+            "created_at",
+            "updated_at",
+        ]
+        | None
+    ) = None
+    sort_order: Literal["asc", "desc"] | None = None
+    select: Annotated[list[CronField], Field(min_length=1, max_length=14)] | None = None

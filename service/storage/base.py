@@ -54,6 +54,27 @@ class RunRecord:
     worker: str = ""
 
 
+@dataclass
+class CronRecord:
+    """A run on a schedule (`service.storage.cron_records` has its SQL). Times are ISO
+    UTC text, as `records.iso_utc` writes them, so that they compare as strings."""
+
+    cron_id: str
+    assistant_id: str
+    thread_id: str | None
+    schedule: str
+    payload: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    user_id: str | None = None
+    timezone: str | None = None
+    enabled: bool = True
+    on_run_completed: str | None = None
+    end_time: str | None = None
+    next_run_date: str | None = None
+    created_at: str = ""
+    updated_at: str = ""
+
+
 def metadata_matches(metadata: dict[str, Any], wanted: dict[str, Any]) -> bool:
     return all(metadata.get(key) == value for key, value in wanted.items())
 
@@ -176,6 +197,31 @@ class Persistence(Protocol):
 
     async def get_run(self, thread_id: str, run_id: str) -> RunRecord | None: ...
 
+    # --- crons --------------------------------------------------------------------------
+    async def save_cron(self, cron: CronRecord) -> None:
+        """Create or replace a cron."""
+        ...
+
+    async def get_cron(self, cron_id: str) -> CronRecord | None: ...
+
+    async def delete_cron(self, cron_id: str) -> bool: ...
+
+    async def list_crons(
+        self, assistant_id: str | None, thread_id: str | None, enabled: bool | None
+    ) -> list[CronRecord]:
+        """Crons matching the filters given, oldest first."""
+        ...
+
+    async def due_crons(self, now: str, limit: int) -> list[CronRecord]:
+        """Enabled crons whose next firing is at or before `now`, earliest first."""
+        ...
+
+    async def advance_cron(
+        self, cron_id: str, fired: str, next_run_date: str | None, enabled: bool
+    ) -> bool:
+        """Move a cron past its firing at `fired`; False if another worker already did."""
+        ...
+
     async def list_runs(
         self, thread_id: str, status: RunStatus | None, limit: int, offset: int
     ) -> list[RunRecord]:
@@ -184,6 +230,11 @@ class Persistence(Protocol):
 
     async def delete_run(self, thread_id: str, run_id: str) -> bool:
         """Delete a finished run's record; False if none such (an active run stays)."""
+        ...
+
+    @property
+    def leads_maintenance(self) -> bool:
+        """Whether this worker is the maintenance leader now (it also fires crons)."""
         ...
 
     async def start(self) -> None:

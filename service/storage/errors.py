@@ -41,3 +41,7 @@ class RunActiveError(Exception):
 
 class RunEndedError(Exception):
     """The run has already ended, so there is nothing to cancel (`args`: run id, status)."""
+
+
+class CronNotFoundError(LookupError):
+    """No cron with this id (or another owner's)."""

@@ -47,6 +47,11 @@ def endpoints(thread_id: str) -> list[tuple[str, str, dict | list | None]]:
         ("POST", f"/threads/{thread_id}/runs/{thread_id}/cancel", None),
         ("POST", "/runs/batch", [{"assistant_id": "agent", "input": MSG, "thread_id": thread_id}]),
         ("POST", "/runs/cancel", {"thread_id": thread_id}),
+        (
+            "POST",
+            f"/threads/{thread_id}/runs/crons",
+            {"assistant_id": "agent", "schedule": "0 9 * * *", "input": MSG},
+        ),
         ("POST", "/threads/prune", {"thread_ids": [thread_id], "strategy": "delete"}),
         ("DELETE", f"/threads/{thread_id}", None),
     ]
@@ -114,6 +119,21 @@ def test_another_owners_thread_is_404_everywhere(secured: ServerProcess) -> None
     assert call(base, "POST", f"/threads/{tid}/runs/wait", run, BOB).status_code == 404
     assert call(base, "POST", f"/threads/{tid}/runs", run, BOB).status_code == 404
     assert [r["status"] for r in alice.runs.list(tid)] == ["success"]
+
+
+def test_another_owners_cron_is_404(secured: ServerProcess) -> None:
+    base = secured.base_url
+    alice = get_sync_client(url=base, api_key=ALICE)
+    bob = get_sync_client(url=base, api_key=BOB)
+    cron = alice.crons.create("agent", schedule="0 9 * * *", input=MSG, metadata={"who": "a"})
+    assert cron["user_id"] == "alice"
+    path = f"/runs/crons/{cron['cron_id']}"
+    assert call(base, "PATCH", path, {"enabled": False}, BOB).status_code == 404
+    assert call(base, "DELETE", path, None, BOB).status_code == 404
+    assert bob.crons.search(metadata={"who": "a"}) == []
+    assert bob.crons.count() == 0
+    assert [c["cron_id"] for c in alice.crons.search(metadata={"who": "a"})] == [cron["cron_id"]]
+    alice.crons.delete(cron["cron_id"])
 
 
 def test_cancels_by_filter_reach_only_own_runs(secured: ServerProcess) -> None:

@@ -16,6 +16,7 @@ from service.bookings.store import BookingStore
 from service.ops.cli import main
 from service.ops.migrate import EXIT_ERROR, EXIT_MISMATCH, EXIT_OK
 from service.settings import Settings
+from service.storage.cron_records import CRON_COLUMNS
 from service.storage.postgres.pool import new_pool
 from service.storage.postgres.saver import PostgresCheckpointer
 from service.storage.sqlite.saver import SqliteCheckpointer
@@ -79,6 +80,13 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "'success', 'enqueue', '{}', '{\"input\": {\"messages\": []}}', "
         "'2026-12-01T10:00:00.000000Z', '2026-12-01T10:00:01.000000Z', 'host:1')"
     )
+    for cron_id, thread_id in (("c1", "'t1'"), ("c2", "NULL")):  # on a thread, stateless
+        conn.execute(
+            f"INSERT INTO crons ({CRON_COLUMNS}) VALUES ('{cron_id}', 'agent', {thread_id}, "
+            "NULL, '0 9 * * *', NULL, '{\"assistant_id\": \"agent\"}', '{}', 1, NULL, NULL, "
+            "'2026-12-02T09:00:00.000000Z', '2026-12-01T10:00:00.000000Z', "
+            "'2026-12-01T10:00:00.000000Z')"
+        )
     saver.close()
     store.close()
     return path
@@ -130,6 +138,8 @@ def test_migrate_copies_verifies_and_resumes(
         "success"
     )
     assert one(pg_url, "SELECT kwargs -> 'input' ->> 'messages' FROM runs") == "[]"
+    assert one(pg_url, "SELECT count(*) FROM crons WHERE enabled") == 2
+    assert one(pg_url, "SELECT thread_id FROM crons WHERE cron_id = 'c1'") == "t1"
 
     # Idempotent: nothing to do the second time.
     assert run(source, pg_url) == EXIT_OK

@@ -166,3 +166,36 @@ def test_the_sqlite_sweep_drops_events_past_their_ttl(tmp_path: Path) -> None:
     assert expire_run_events(conn, 600) == 1
     assert [row[0] for row in conn.execute("SELECT run_id FROM run_events")] == ["new"]
     conn.close()
+
+
+async def test_a_cron_firing_is_claimed_once(persistence: Persistence) -> None:
+    from service.storage.base import CronRecord
+
+    thread_id = await _thread(persistence)
+    now = utcnow_iso()
+    cron = CronRecord(
+        cron_id=str(uuid.uuid4()),
+        assistant_id="agent",
+        thread_id=thread_id,
+        schedule="* * * * *",
+        payload={"assistant_id": "agent"},
+        metadata={"job": "x"},
+        next_run_date="2000-01-01T00:00:00.000000Z",
+        created_at=now,
+        updated_at=now,
+    )
+    await persistence.save_cron(cron)
+    assert [c.cron_id for c in await persistence.due_crons(now, 10)] == [cron.cron_id]
+    later = "2999-01-01T00:00:00.000000Z"
+    assert await persistence.advance_cron(cron.cron_id, cron.next_run_date, later, True)
+    assert not await persistence.advance_cron(cron.cron_id, cron.next_run_date, later, True)
+    assert await persistence.due_crons(now, 10) == []
+    stored = await persistence.get_cron(cron.cron_id)
+    assert stored is not None and stored.next_run_date == later and stored.metadata == {"job": "x"}
+    assert [c.cron_id for c in await persistence.list_crons("agent", thread_id, True)] == [
+        cron.cron_id
+    ]
+    assert await persistence.list_crons("agent", thread_id, False) == []
+    await persistence.delete_thread(thread_id)  # a thread's crons go with it
+    assert await persistence.get_cron(cron.cron_id) is None
+    assert not await persistence.delete_cron(cron.cron_id)

@@ -102,6 +102,10 @@ class MemoryPersistence(InMemoryRuns):
         await self.checkpointer.aprune(thread_ids, strategy="keep_latest")
         return len(thread_ids)
 
+    @property
+    def leads_maintenance(self) -> bool:
+        return True  # one worker's own store: it leads itself
+
     async def start(self) -> None:
         """Nothing to open or maintain in memory."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from service.storage.base import CancelAction, RunEvent, RunRecord, RunStatus
+from service.storage.base import CancelAction, CronRecord, RunEvent, RunRecord, RunStatus
 from service.storage.records import utcnow_iso
 from service.storage.run_records import ACTIVE_STATUSES
 
@@ -16,6 +16,7 @@ class InMemoryRuns:
         self._runs: dict[str, RunRecord] = {}
         self._cancels: dict[str, CancelAction] = {}
         self._events: dict[str, list[RunEvent]] = {}
+        self._crons: dict[str, CronRecord] = {}
 
     async def create_run(self, run: RunRecord, *, unless_queued: bool = False) -> bool:
         if unless_queued and any(
@@ -117,7 +118,49 @@ class InMemoryRuns:
         del self._runs[run_id]
         return True
 
+    async def save_cron(self, cron: CronRecord) -> None:
+        kept = self._crons.get(cron.cron_id)
+        created = kept.created_at if kept else cron.created_at
+        self._crons[cron.cron_id] = dataclasses.replace(cron, created_at=created)
+
+    async def get_cron(self, cron_id: str) -> CronRecord | None:
+        cron = self._crons.get(cron_id)
+        return dataclasses.replace(cron) if cron else None
+
+    async def delete_cron(self, cron_id: str) -> bool:
+        return self._crons.pop(cron_id, None) is not None
+
+    async def list_crons(
+        self, assistant_id: str | None, thread_id: str | None, enabled: bool | None
+    ) -> list[CronRecord]:
+        wanted = {"assistant_id": assistant_id, "thread_id": thread_id, "enabled": enabled}
+        return [
+            dataclasses.replace(cron)
+            for cron in sorted(self._crons.values(), key=lambda c: (c.created_at, c.cron_id))
+            if all(value is None or getattr(cron, key) == value for key, value in wanted.items())
+        ]
+
+    async def due_crons(self, now: str, limit: int) -> list[CronRecord]:
+        due = [
+            cron
+            for cron in self._crons.values()
+            if cron.enabled and cron.next_run_date is not None and cron.next_run_date <= now
+        ]
+        due.sort(key=lambda cron: cron.next_run_date or "")
+        return [dataclasses.replace(cron) for cron in due[:limit]]
+
+    async def advance_cron(
+        self, cron_id: str, fired: str, next_run_date: str | None, enabled: bool
+    ) -> bool:
+        cron = self._crons.get(cron_id)
+        if cron is None or cron.next_run_date != fired:
+            return False
+        cron.next_run_date, cron.enabled, cron.updated_at = next_run_date, enabled, utcnow_iso()
+        return True
+
     def forget_thread(self, thread_id: str) -> None:
         for run_id in [r.run_id for r in self._runs.values() if r.thread_id == thread_id]:
             del self._runs[run_id]
             self._events.pop(run_id, None)
+        for cron_id in [c.cron_id for c in self._crons.values() if c.thread_id == thread_id]:
+            del self._crons[cron_id]

@@ -245,6 +245,10 @@ class StockSqlitePersistence(InMemoryRuns):
             pruned += 1
         return pruned
 
+    @property
+    def leads_maintenance(self) -> bool:
+        return True  # one worker's own store: it leads itself
+
     async def start(self) -> None:
         """No maintenance: the stock saver keeps every checkpoint."""
 

@@ -17,6 +17,7 @@ from service.observability import metrics
 from service.settings import Settings
 from service.storage.base import (
     CancelAction,
+    CronRecord,
     IfExists,
     PruneStrategy,
     RunEvent,
@@ -24,6 +25,15 @@ from service.storage.base import (
     RunStatus,
     ThreadQuery,
     ThreadRecord,
+)
+from service.storage.cron_records import (
+    ADVANCE_CRON_SQL,
+    CRON_COLUMNS,
+    DUE_CRONS_SQL,
+    SAVE_CRON_SQL,
+    cron_filter,
+    cron_params,
+    cron_record,
 )
 from service.storage.errors import ThreadExistsError
 from service.storage.postgres.guard import PostgresAdvisoryGuard, unlock_all
@@ -38,6 +48,7 @@ from service.storage.records import (
     search_where,
     set_status_gauges,
     thread_record,
+    utcnow_iso,
 )
 from service.storage.run_events import EVENT_COLUMNS, EVENTS_AFTER_SQL
 from service.storage.run_records import (
@@ -94,6 +105,10 @@ class PostgresPersistence:
         """Open the pools in this worker's loop; a database still down is not fatal here."""
         await self.pool.open(wait=False)
         await self.lock_pool.open(wait=False)
+
+    @property
+    def leads_maintenance(self) -> bool:
+        return self.maintenance.held
 
     async def start(self) -> None:
         """Open the pools, then the maintenance loop and the pool gauges."""
@@ -328,6 +343,40 @@ class PostgresPersistence:
         )
         oldest = rows[0]["oldest"]
         return int(rows[0]["n"]), None if oldest is None else iso_utc(oldest)
+
+    # --- crons ------------------------------------------------------------------------
+    async def save_cron(self, cron: CronRecord) -> None:
+        sql = SAVE_CRON_SQL.format(marks=", ".join(["%s"] * 14)) + " RETURNING cron_id"
+        await self._changed(sql, cron_params(cron))
+
+    async def get_cron(self, cron_id: str) -> CronRecord | None:
+        sql = f"SELECT {CRON_COLUMNS} FROM crons WHERE cron_id = %s"
+        rows = await self.checkpointer.timed("run", self._fetch(sql, (cron_id,)))
+        return cron_record(rows[0]) if rows else None
+
+    async def delete_cron(self, cron_id: str) -> bool:
+        return await self._changed(
+            "DELETE FROM crons WHERE cron_id = %s RETURNING cron_id", (cron_id,)
+        )
+
+    async def list_crons(
+        self, assistant_id: str | None, thread_id: str | None, enabled: bool | None
+    ) -> list[CronRecord]:
+        where, params = cron_filter(assistant_id, thread_id, enabled, "%s")
+        sql = f"SELECT {CRON_COLUMNS} FROM crons{where} ORDER BY created_at, cron_id"
+        rows = await self.checkpointer.timed("run", self._fetch(sql, params))
+        return [cron_record(row) for row in rows]
+
+    async def due_crons(self, now: str, limit: int) -> list[CronRecord]:
+        sql = DUE_CRONS_SQL.format(true="TRUE", m="%s")
+        rows = await self.checkpointer.timed("queue", self._fetch(sql, (now, limit)))
+        return [cron_record(row) for row in rows]
+
+    async def advance_cron(
+        self, cron_id: str, fired: str, next_run_date: str | None, enabled: bool
+    ) -> bool:
+        sql = ADVANCE_CRON_SQL.format(m="%s") + " RETURNING cron_id"
+        return await self._changed(sql, (next_run_date, enabled, utcnow_iso(), cron_id, fired))
 
     async def _changed(self, sql: str, params: tuple[Any, ...]) -> bool:
         """One write statement with RETURNING; whether it touched a row."""

@@ -112,6 +112,7 @@ DELETE_THREAD_SQL = tuple(
         "checkpoint_messages",
         "runs",
         "run_events",
+        "crons",
         "threads",
     )
 )

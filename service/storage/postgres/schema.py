@@ -67,6 +67,24 @@ CREATE TABLE IF NOT EXISTS run_events (
 );
 CREATE INDEX IF NOT EXISTS run_events_by_thread ON run_events (thread_id);
 CREATE INDEX IF NOT EXISTS run_events_by_age ON run_events (created_at);
+CREATE TABLE IF NOT EXISTS crons (
+    cron_id TEXT PRIMARY KEY,
+    assistant_id TEXT NOT NULL,
+    thread_id TEXT,
+    user_id TEXT,
+    schedule TEXT NOT NULL,
+    timezone TEXT,
+    payload TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    enabled BOOLEAN NOT NULL DEFAULT TRUE,
+    on_run_completed TEXT,
+    end_time TEXT,
+    next_run_date TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS crons_due ON crons (next_run_date) WHERE enabled;
+CREATE INDEX IF NOT EXISTS crons_by_thread ON crons (thread_id);
 """
 # Threads written by a plain LangGraph script become visible to the thread API.
 BACKFILL_SQL = """

@@ -12,6 +12,7 @@ from service.observability import metrics
 from service.settings import Settings
 from service.storage.base import (
     CancelAction,
+    CronRecord,
     IfExists,
     PruneStrategy,
     RunEvent,
@@ -19,6 +20,15 @@ from service.storage.base import (
     RunStatus,
     ThreadQuery,
     ThreadRecord,
+)
+from service.storage.cron_records import (
+    ADVANCE_CRON_SQL,
+    CRON_COLUMNS,
+    DUE_CRONS_SQL,
+    SAVE_CRON_SQL,
+    cron_filter,
+    cron_params,
+    cron_record,
 )
 from service.storage.errors import StorageUnavailableError, ThreadExistsError
 from service.storage.locks import FileLockGuard
@@ -104,6 +114,10 @@ class SqlitePersistence:
         )
         self.guard = FileLockGuard(lock_path_for(self.path))
         self.maintenance = SqliteMaintenance(settings, self.guard)
+
+    @property
+    def leads_maintenance(self) -> bool:
+        return self.maintenance.lock.held
 
     async def start(self) -> None:
         """Start the maintenance loop (it works only while this worker leads)."""
@@ -326,6 +340,50 @@ class SqlitePersistence:
             "queue", self.checkpointer.read_one, QUEUE_STATS_SQL
         )
         return int(count), oldest
+
+    # --- crons ------------------------------------------------------------------------
+    async def save_cron(self, cron: CronRecord) -> None:
+        sql = SAVE_CRON_SQL.format(marks=", ".join("?" * 14))
+        await self._changed(sql, cron_params(cron))
+
+    async def get_cron(self, cron_id: str) -> CronRecord | None:
+        row = await self.checkpointer.run_read(
+            "run",
+            self.checkpointer.read_one,
+            f"SELECT {CRON_COLUMNS} FROM crons WHERE cron_id = ?",
+            (cron_id,),
+        )
+        return cron_record(row) if row else None
+
+    async def delete_cron(self, cron_id: str) -> bool:
+        return await self._changed("DELETE FROM crons WHERE cron_id = ?", (cron_id,))
+
+    async def list_crons(
+        self, assistant_id: str | None, thread_id: str | None, enabled: bool | None
+    ) -> list[CronRecord]:
+        where, params = cron_filter(assistant_id, thread_id, enabled, "?")
+        rows = await self.checkpointer.run_read(
+            "run",
+            self.checkpointer.read_all,
+            f"SELECT {CRON_COLUMNS} FROM crons{where} ORDER BY created_at, cron_id",
+            params,
+        )
+        return [cron_record(row) for row in rows]
+
+    async def due_crons(self, now: str, limit: int) -> list[CronRecord]:
+        rows = await self.checkpointer.run_read(
+            "queue",
+            self.checkpointer.read_all,
+            DUE_CRONS_SQL.format(true="1", m="?"),
+            (now, limit),
+        )
+        return [cron_record(row) for row in rows]
+
+    async def advance_cron(
+        self, cron_id: str, fired: str, next_run_date: str | None, enabled: bool
+    ) -> bool:
+        sql = ADVANCE_CRON_SQL.format(m="?")
+        return await self._changed(sql, (next_run_date, enabled, utcnow_iso(), cron_id, fired))
 
     async def _changed(self, sql: str, params: tuple[Any, ...]) -> bool:
         saver = self.checkpointer

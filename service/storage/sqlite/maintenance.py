@@ -46,7 +46,8 @@ def delete_thread_rows(cur: Any, thread_id: str) -> bool:
     Returns whether the thread had a record.
     """
     existed = False
-    for table in ("checkpoints", "writes", "checkpoint_messages", "runs", "run_events", "threads"):
+    tables = ("checkpoints", "writes", "checkpoint_messages", "runs", "run_events", "crons")
+    for table in (*tables, "threads"):
         existed = cur.execute(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,)).rowcount > 0
     return existed
 

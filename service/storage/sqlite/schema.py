@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 # 3: an index of the threads that are not idle (interrupted, error), for the gauges,
 #    `threads.ttl_minutes`, a thread's own TTL, and `runs`, one record a run.
 # 4: `runs.cancel`, a cancel asked of the worker that runs the run.
-# 5: `run_events`, the events of resumable streams.
+# 5: `run_events`, the events of resumable streams, and `crons`, runs on a schedule.
 SCHEMA_VERSION = 5
 
 # Threads with a TTL of their own, for the sweep (after the column exists in old files).
@@ -109,6 +109,24 @@ CREATE TABLE IF NOT EXISTS run_events (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS run_events_by_thread ON run_events (thread_id);
 CREATE INDEX IF NOT EXISTS run_events_by_age ON run_events (created_at);
+CREATE TABLE IF NOT EXISTS crons (
+    cron_id TEXT PRIMARY KEY,
+    assistant_id TEXT NOT NULL,
+    thread_id TEXT,
+    user_id TEXT,
+    schedule TEXT NOT NULL,
+    timezone TEXT,
+    payload TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    enabled INTEGER NOT NULL DEFAULT 1,
+    on_run_completed TEXT,
+    end_time TEXT,
+    next_run_date TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS crons_due ON crons (next_run_date) WHERE enabled = 1;
+CREATE INDEX IF NOT EXISTS crons_by_thread ON crons (thread_id);
 CREATE TABLE IF NOT EXISTS service_leases (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
