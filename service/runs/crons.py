@@ -12,7 +12,6 @@ from its next time after now instead of replaying a burst.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import uuid
@@ -23,6 +22,7 @@ from croniter import croniter
 
 from service.observability import metrics
 from service.runs.lifecycle import RunInputError, RunService
+from service.runs.loops import WorkerLoop
 from service.schemas.models import CronCreate, CronPatch, RunCreate
 from service.storage.base import CronRecord
 from service.storage.errors import StorageUnavailableError, ThreadNotFoundError
@@ -210,22 +210,14 @@ class CronService:
         return 1
 
 
-class CronScheduler:
+class CronScheduler(WorkerLoop):
     """Each worker's loop; only the maintenance leader fires."""
 
+    name = "crons"
+
     def __init__(self, crons: CronService) -> None:
+        super().__init__()
         self.crons = crons
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="crons")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def _loop(self) -> None:
         while True:

@@ -19,6 +19,7 @@ import time
 
 from service.observability import metrics
 from service.runs.lifecycle import RunService, seconds_since
+from service.runs.loops import WorkerLoop
 from service.settings import Settings
 from service.storage.errors import StorageUnavailableError
 
@@ -28,25 +29,17 @@ log = logging.getLogger(__name__)
 _GAUGE_INTERVAL_S = 1.0
 
 
-class RunQueue:
-    """One worker's loop over the shared queue."""
+class RunQueue(WorkerLoop):
+    """One worker's loop over the shared queue; stopped, it takes no more runs (a worker
+    shutting down leaves its queue to the others)."""
+
+    name = "run-queue"
 
     def __init__(self, runs: RunService, settings: Settings) -> None:
+        super().__init__()
         self.runs = runs
         self.settings = settings
-        self._task: asyncio.Task[None] | None = None
         self._gauges_at = 0.0
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="run-queue")
-
-    async def stop(self) -> None:
-        """Take no more runs (a worker shutting down leaves its queue to the others)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def _loop(self) -> None:
         while True:

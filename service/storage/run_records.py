@@ -9,6 +9,7 @@ it `error` (`STALE_RUNS_SQL`).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from service.storage.base import RunRecord
@@ -54,6 +55,22 @@ def run_record(row: tuple[Any, ...] | dict[str, Any]) -> RunRecord:
         created_at=created if isinstance(created, str) else iso_utc(created),
         updated_at=updated if isinstance(updated, str) else iso_utc(updated),
         worker=worker or "",
+    )
+
+
+def run_params(run: RunRecord, as_json: Callable[[dict[str, Any]], Any]) -> tuple[Any, ...]:
+    """A record's RUN_COLUMNS values, its JSON columns through `as_json` (each backend's)."""
+    return (
+        run.run_id,
+        run.thread_id,
+        run.assistant_id,
+        run.status,
+        run.multitask_strategy,
+        as_json(run.metadata),
+        as_json(run.kwargs),
+        run.created_at,
+        run.updated_at,
+        run.worker,
     )
 
 

@@ -7,17 +7,16 @@ server's maintenance leader is the only one looking at it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from langgraph_sdk import get_sync_client
 
 from tests.support.server import ServerProcess
+from tests.support.workers import wait_for, worker_pid
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -36,52 +35,33 @@ def slow_server(
         yield proc
 
 
-def _wait_for(condition, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):  # a dead worker's connection
-            if value := condition():
-                return value
-        time.sleep(0.1)
-    pytest.fail(f"not within {seconds} s: {what}")
-
-
-def _worker_pid(server: ServerProcess, run_id: str) -> int:
-    """The pid of the worker that runs the run, from its record in the database."""
-    url = server.env.get("DATABASE_URL")
-    if url:
-        import psycopg
-
-        with psycopg.connect(url) as conn:
-            row = conn.execute("SELECT worker FROM runs WHERE run_id = %s", (run_id,)).fetchone()
-    else:
-        from service.storage.sqlite.driver import sqlite3
-
-        with contextlib.closing(sqlite3.connect(server.db_path)) as conn:
-            row = conn.execute("SELECT worker FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-    return int(row[0].rsplit(":", 1)[1])
-
-
 def humans(values: dict) -> list[str]:
     return [m["content"] for m in values["messages"] if m["type"] == "human"]
+
+
+def three_runs_the_first_running(server: ServerProcess) -> tuple[str, list[dict]]:
+    """A thread with three background runs accepted, once the first is running."""
+    client = get_sync_client(url=server.base_url)
+    thread_id = client.threads.create()["thread_id"]
+    runs = [client.runs.create(thread_id, "agent", input=ask(f"turn {n}")) for n in range(3)]
+    first = runs[0]["run_id"]
+    wait_for(lambda: client.runs.get(thread_id, first)["status"] == "running", 10, "running")
+    return thread_id, runs
 
 
 def test_the_runs_of_a_killed_worker_are_failed_or_run_by_the_others(
     slow_server: ServerProcess,
 ) -> None:
-    client = get_sync_client(url=slow_server.base_url)
-    thread_id = client.threads.create()["thread_id"]
-    runs = [client.runs.create(thread_id, "agent", input=ask(f"turn {n}")) for n in range(3)]
+    thread_id, runs = three_runs_the_first_running(slow_server)
     first = runs[0]["run_id"]
-    _wait_for(lambda: client.runs.get(thread_id, first)["status"] == "running", 10, "running")
-    victim = _worker_pid(slow_server, first)
+    victim = worker_pid(slow_server, first)
     os.kill(victim, signal.SIGKILL)
     killed_at = time.monotonic()
 
     client = get_sync_client(url=slow_server.base_url)  # its connection may have been the victim's
-    _wait_for(lambda: client.runs.get(thread_id, first)["status"] == "error", 10, "marked error")
+    wait_for(lambda: client.runs.get(thread_id, first)["status"] == "error", 10, "marked error")
     assert time.monotonic() - killed_at < 10
-    values = _wait_for(
+    values = wait_for(
         lambda: (
             client.runs.get(thread_id, runs[2]["run_id"])["status"] == "success"
             and client.threads.get_state(thread_id)["values"]
@@ -91,7 +71,7 @@ def test_the_runs_of_a_killed_worker_are_failed_or_run_by_the_others(
     )
     assert humans(values) == ["turn 1", "turn 2"]  # each once, in order
     assert client.runs.get(thread_id, runs[1]["run_id"])["status"] == "success"
-    assert _worker_pid(slow_server, runs[1]["run_id"]) != victim
+    assert worker_pid(slow_server, runs[1]["run_id"]) != victim
     done = client.runs.wait(thread_id, "agent", input=ask("again"))
     assert humans(done)[-1] == "again"
 
@@ -99,14 +79,11 @@ def test_the_runs_of_a_killed_worker_are_failed_or_run_by_the_others(
 def test_a_worker_stopped_gracefully_finishes_its_run_and_leaves_the_queue(
     slow_server: ServerProcess,
 ) -> None:
-    client = get_sync_client(url=slow_server.base_url)
-    thread_id = client.threads.create()["thread_id"]
-    runs = [client.runs.create(thread_id, "agent", input=ask(f"turn {n}")) for n in range(3)]
+    thread_id, runs = three_runs_the_first_running(slow_server)
     first = runs[0]["run_id"]
-    _wait_for(lambda: client.runs.get(thread_id, first)["status"] == "running", 10, "running")
-    os.kill(_worker_pid(slow_server, first), signal.SIGTERM)
+    os.kill(worker_pid(slow_server, first), signal.SIGTERM)
     client = get_sync_client(url=slow_server.base_url)
-    _wait_for(
+    wait_for(
         lambda: client.runs.get(thread_id, runs[2]["run_id"])["status"] == "success",
         30,
         "every run done",

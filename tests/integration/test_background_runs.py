@@ -7,7 +7,6 @@ call: a stopped worker accepts nothing, so the one left takes the connection.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import threading
@@ -18,9 +17,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from langgraph_sdk import get_client, get_sync_client
-from langgraph_sdk.client import SyncLangGraphClient
 
 from tests.support.server import ServerProcess
+from tests.support.workers import only, wait_for, worker_of
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -48,30 +47,6 @@ def slow(
     env = {**backend_env, "OFFLINE_LLM_LATENCY_MS": "1500"}
     with ServerProcess(tmp_path_factory.mktemp("slow"), workers=4, env=env) as proc:
         yield proc
-
-
-@contextlib.contextmanager
-def only(server: ServerProcess, pid: int) -> Iterator[SyncLangGraphClient]:
-    """A client whose new connections reach worker `pid` alone, while the block lasts."""
-    others = [other for other in server.worker_pids() if other != pid]
-    for other in others:
-        os.kill(other, signal.SIGSTOP)
-    client = get_sync_client(url=server.base_url)
-    try:
-        yield client
-    finally:
-        client.http.client.close()
-        for other in others:
-            os.kill(other, signal.SIGCONT)
-
-
-def wait_for(condition, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"not within {seconds} s: {what}")
 
 
 def humans(values: dict) -> list[str]:
@@ -105,24 +80,8 @@ def test_runs_spread_over_the_workers_and_any_worker_joins(server: ServerProcess
     for run in runs:  # a fresh connection each: any worker answers
         joined = get_sync_client(url=server.base_url).runs.join(run["thread_id"], run["run_id"])
         assert humans(joined) == ["what services?"]
-    executed_by = {_worker_of(server, run["run_id"]) for run in runs}
+    executed_by = {worker_of(server, run["run_id"]) for run in runs}
     assert len(executed_by) >= 2, executed_by
-
-
-def _worker_of(server: ServerProcess, run_id: str) -> str:
-    """Which worker ran the run, from its record in the database."""
-    url = server.env.get("DATABASE_URL")
-    if url:
-        import psycopg
-
-        with psycopg.connect(url) as conn:
-            return conn.execute("SELECT worker FROM runs WHERE run_id = %s", (run_id,)).fetchone()[
-                0
-            ]
-    from service.storage.sqlite.driver import sqlite3
-
-    with contextlib.closing(sqlite3.connect(server.db_path)) as conn:
-        return conn.execute("SELECT worker FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0]
 
 
 def test_create_get_cancel_and_join_on_different_workers(server: ServerProcess) -> None:
@@ -133,7 +92,7 @@ def test_create_get_cancel_and_join_on_different_workers(server: ServerProcess) 
         wait_for(
             lambda: client.runs.get(thread_id, run["run_id"])["status"] == "running", 10, "run"
         )
-    assert _worker_of(server, run["run_id"]).endswith(f":{first}")
+    assert worker_of(server, run["run_id"]).endswith(f":{first}")
     os.kill(first, signal.SIGSTOP)  # the run's worker is frozen mid-run
     try:
         with only(server, second) as client:

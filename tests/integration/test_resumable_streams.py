@@ -4,9 +4,6 @@ follows it to the end. Through the official SDK against 4 workers, both backends
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -14,10 +11,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from langgraph_sdk import get_client, get_sync_client
-from langgraph_sdk.client import SyncLangGraphClient
 
 from tests.support.server import ServerProcess
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.workers import only
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -32,21 +29,6 @@ def server(
     env = {**backend_env, "OFFLINE_LLM_LATENCY_MS": "300"}
     with ServerProcess(tmp_path_factory.mktemp("streams"), workers=4, env=env) as proc:
         yield proc
-
-
-@contextlib.contextmanager
-def only(server: ServerProcess, pid: int) -> Iterator[SyncLangGraphClient]:
-    """A client whose new connections reach worker `pid` alone, while the block lasts."""
-    others = [other for other in server.worker_pids() if other != pid]
-    for other in others:
-        os.kill(other, signal.SIGSTOP)
-    client = get_sync_client(url=server.base_url)
-    try:
-        yield client
-    finally:
-        client.http.client.close()
-        for other in others:
-            os.kill(other, signal.SIGCONT)
 
 
 def parts(events) -> list[tuple[str | None, str, object]]:

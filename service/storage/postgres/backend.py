@@ -65,6 +65,7 @@ from service.storage.run_records import (
     STALE_ON_THREAD_SQL,
     insert_run_sql,
     run_list_where,
+    run_params,
     run_record,
 )
 
@@ -269,18 +270,7 @@ class PostgresPersistence:
     async def create_run(self, run: RunRecord, *, unless_queued: bool = False) -> bool:
         values = "%s, %s, %s, %s, %s, %s, %s, %s::timestamptz, %s::timestamptz, %s"
         sql = insert_run_sql(values, "%s", unless_queued=unless_queued) + " RETURNING run_id"
-        params: tuple[Any, ...] = (
-            run.run_id,
-            run.thread_id,
-            run.assistant_id,
-            run.status,
-            run.multitask_strategy,
-            Jsonb(run.metadata),
-            Jsonb(run.kwargs),
-            run.created_at,
-            run.updated_at,
-            run.worker,
-        )
+        params = run_params(run, Jsonb)
         if unless_queued:
             params += (run.thread_id,)
         return await self._changed(sql, params)

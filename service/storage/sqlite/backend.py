@@ -60,6 +60,7 @@ from service.storage.run_records import (
     dumps,
     insert_run_sql,
     run_list_where,
+    run_params,
     run_record,
 )
 from service.storage.sqlite.driver import (
@@ -251,18 +252,7 @@ class SqlitePersistence:
     # --- runs -------------------------------------------------------------------------
     async def create_run(self, run: RunRecord, *, unless_queued: bool = False) -> bool:
         sql = insert_run_sql(", ".join("?" * 10), "?", unless_queued=unless_queued)
-        params: tuple[Any, ...] = (
-            run.run_id,
-            run.thread_id,
-            run.assistant_id,
-            run.status,
-            run.multitask_strategy,
-            dumps(run.metadata),
-            dumps(run.kwargs),
-            run.created_at,
-            run.updated_at,
-            run.worker,
-        )
+        params = run_params(run, dumps)
         if unless_queued:
             params += (run.thread_id,)
         return await self._changed(sql, params)
