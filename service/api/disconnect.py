@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from service.runs.lifecycle import ClientGone
+from service.runs.errors import ClientGone
 
 
 def client_gone(request: Request) -> ClientGone:

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from service.runs.commands import CommandError, CommandTooLargeError, NotInterruptedError
-from service.runs.lifecycle import (
+from service.runs.errors import (
     ClientGoneError,
     RunInputError,
     RunTimeoutError,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from service.runs.lifecycle import RunInputError, RunTooLargeError
+from service.runs.errors import RunInputError, RunTooLargeError
 from service.settings import Settings
 
 

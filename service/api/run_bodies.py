@@ -13,7 +13,7 @@ from service.api.limits import check_metadata
 from service.api.routes.assistants import known_assistant
 from service.api.thread_bodies import thread_config
 from service.runs.encoding import encode
-from service.runs.lifecycle import RunExecution
+from service.runs.execution import RunExecution
 from service.schemas.models import RunCreate
 from service.schemas.validation import quote
 from service.storage.base import RunRecord

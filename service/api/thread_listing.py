@@ -19,7 +19,7 @@ from langgraph.types import StateSnapshot
 from service.api.deps import AppState
 from service.api.thread_bodies import thread_config
 from service.runs.encoding import encode
-from service.runs.lifecycle import RunInputError
+from service.runs.errors import RunInputError
 from service.runs.serialize import to_jsonable
 from service.schemas.models import ThreadCount, ThreadSearch
 from service.storage.base import ThreadQuery, ThreadRecord

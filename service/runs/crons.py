@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from service.observability import metrics
-from service.runs.lifecycle import RunInputError, RunService
+from service.runs.errors import RunInputError
+from service.runs.lifecycle import RunService
 from service.runs.loops import WorkerLoop
 from service.schemas.models import CronCreate, CronPatch, RunCreate
 from service.storage.base import CronRecord

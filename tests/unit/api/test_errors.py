@@ -8,7 +8,7 @@ import pytest
 from fastapi import FastAPI
 
 from service.api.errors import ERROR_TABLE, install_error_handlers
-from service.runs.lifecycle import RunInputError, RunTooLargeError
+from service.runs.errors import RunInputError, RunTooLargeError
 from service.storage.errors import StorageUnavailableError, ThreadNotFoundError
 from service.storage.locks import ThreadBusyError, ThreadWaitTimeoutError
 

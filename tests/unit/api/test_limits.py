@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.api.limits import check_metadata, json_depth
-from service.runs.lifecycle import RunInputError, RunTooLargeError
+from service.runs.errors import RunInputError, RunTooLargeError
 from service.settings import Settings
 
 SETTINGS = Settings(_env_file=None, max_json_depth=3, max_metadata_bytes=64)

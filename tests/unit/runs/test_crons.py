@@ -9,7 +9,8 @@ import pytest
 
 from service.observability import metrics
 from service.runs.crons import CronService, check_schedule, next_firing
-from service.runs.lifecycle import RunInputError, RunService
+from service.runs.errors import RunInputError
+from service.runs.lifecycle import RunService
 from service.schemas.models import CronCreate
 from service.settings import Settings
 from service.storage import open_persistence

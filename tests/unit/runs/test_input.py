@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.runs.lifecycle import RunInputError, RunTooLargeError, validate_input
+from service.runs.errors import RunInputError, RunTooLargeError
+from service.runs.lifecycle import validate_input
 from service.settings import Settings
 
 SETTINGS = Settings(_env_file=None, max_message_chars=10, max_messages_per_request=2)
