@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +15,7 @@ from service.api.routes.assistants import known_assistant
 from service.api.thread_bodies import thread_config
 from service.runs.encoding import encode
 from service.runs.execution import RunExecution
-from service.schemas.models import RunCreate
+from service.schemas.models import BatchRunCreate, RunCreate
 from service.schemas.validation import quote
 from service.storage.base import RunRecord
 
@@ -26,6 +27,43 @@ def check_run_request(body: RunCreate, state: AppState) -> None:
     check_metadata(body.metadata, state.settings, "run metadata")
     if body.config is not None:
         check_metadata(body.config.model_dump(exclude_unset=True), state.settings, "config")
+
+
+def stateless(body: RunCreate) -> tuple[str, RunCreate, bool]:
+    """A new thread for the run, the request that creates it, and whether it is temporary."""
+    request = body.model_copy(update={"if_not_exists": "create"})
+    return str(uuid.uuid4()), request, body.on_completion != "keep"
+
+
+async def submit_batch(
+    state: AppState,
+    owner: str | None,
+    payloads: list[BatchRunCreate],
+    thread_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """Background runs, each on its `thread_id` (else `thread_id`, else a new thread),
+    all checked, their threads included, before the first is accepted."""
+    items = [
+        (
+            item.thread_id or thread_id,
+            RunCreate.model_validate(item.model_dump(exclude_unset=True, exclude={"thread_id"})),
+        )
+        for item in payloads
+    ]
+    for target, body in items:
+        check_run_request(body, state)
+        state.runs.check(body)
+        if target is not None:
+            await state.runs.thread_for(target, body, owner)
+    accepted = []
+    for target, body in items:
+        if target is None:
+            new_thread, request, temporary = stateless(body)
+            run = await state.runs.submit(new_thread, request, owner, temporary=temporary)
+        else:
+            run = await state.runs.submit(target, body, owner)
+        accepted.append(run_body(run))
+    return accepted
 
 
 def run_location(run_thread_id: str, run_id: str) -> str:

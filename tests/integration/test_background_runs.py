@@ -273,3 +273,31 @@ def test_bad_run_requests_are_4xx_and_accept_nothing(server: ServerProcess) -> N
         == 404
     )
     assert client.runs.list(thread_id) == []
+
+
+def test_a_batch_on_a_thread_runs_in_the_order_sent(server: ServerProcess) -> None:
+    client = get_sync_client(url=server.base_url)
+    thread_id = client.threads.create()["thread_id"]
+    other = client.threads.create()["thread_id"]
+    response = httpx.post(
+        f"{server.base_url}/threads/{thread_id}/runs/batch",
+        json=[
+            {"assistant_id": "agent", "input": ask("first")},
+            {"assistant_id": "agent", "input": ask("elsewhere"), "thread_id": other},
+            {"assistant_id": "agent", "input": ask("second")},
+        ],
+    )
+    assert response.status_code == 200, response.text
+    first, elsewhere, second = response.json()
+    assert (first["thread_id"], elsewhere["thread_id"], second["thread_id"]) == (
+        thread_id,
+        other,
+        thread_id,
+    )
+    assert humans(client.runs.join(thread_id, second["run_id"])) == ["first", "second"]
+    assert humans(client.runs.join(other, elsewhere["run_id"])) == ["elsewhere"]
+    missing = httpx.post(
+        f"{server.base_url}/threads/{uuid.uuid4()}/runs/batch",
+        json=[{"assistant_id": "agent", "input": ask("x")}],
+    )
+    assert missing.status_code == 404

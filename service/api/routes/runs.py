@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Body, Header, HTTPException, Query, Request, Response
 from sse_starlette import EventSourceResponse
 
 from service.api.auth import Caller
@@ -20,11 +20,18 @@ from service.api.run_bodies import (
     run_body,
     run_location,
     stream_response,
+    submit_batch,
     thread_values,
 )
 from service.api.thread_bodies import owned_thread
 from service.runs.replay import follow_run
-from service.schemas.models import ERROR_RESPONSES, STREAM_MODES, RunCreate
+from service.schemas.models import (
+    ERROR_RESPONSES,
+    MAX_BATCH_RUNS,
+    STREAM_MODES,
+    BatchRunCreate,
+    RunCreate,
+)
 from service.storage.base import CancelAction, RunRecord, RunStatus
 from service.storage.errors import RunActiveError, RunEndedError, RunNotFoundError
 
@@ -79,6 +86,18 @@ async def create_run(
     response = json_response(run_body(run))
     response.headers["Content-Location"] = run_location(thread_id, run.run_id)
     return response
+
+
+@router.post("/batch", operation_id="create_thread_run_batch", response_model=list[dict])
+async def create_batch(
+    thread_id: ThreadId,
+    payloads: Annotated[list[BatchRunCreate], Body(min_length=1, max_length=MAX_BATCH_RUNS)],
+    state: State,
+    caller: Caller,
+) -> Response:
+    """Background runs on this thread (or each on the `thread_id` it names), queued in
+    the order sent; all are checked before the first is accepted."""
+    return json_response(await submit_batch(state, caller.owner, payloads, thread_id))
 
 
 @router.get("", operation_id="list_runs", response_model=list[dict[str, Any]])
