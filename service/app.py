@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from service.agent.graph import build_graph
 from service.agent.model import build_model
@@ -21,7 +22,7 @@ from service.agent.tools import build_tools
 from service.api.auth import KeyRing
 from service.api.deps import AppState
 from service.api.errors import install_error_handlers
-from service.api.middleware import HttpMetrics, RequestLimits
+from service.api.middleware import HttpMetrics, JsonBodies, RequestLimits
 from service.api.routes import assistants, crons, runs, state, stateless_runs, system, threads
 from service.bookings.store import open_booking_store
 from service.observability import metrics
@@ -33,6 +34,10 @@ from service.settings import Settings, get_settings
 from service.storage import open_persistence, sqlite_library
 
 log = logging.getLogger(__name__)
+
+# Response headers a browser app may read: where a run is, where to reconnect or join,
+# when to retry.
+EXPOSED_HEADERS = ["Content-Location", "Location", "Retry-After"]
 
 
 @asynccontextmanager
@@ -116,5 +121,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=settings.max_request_bytes,
         max_header_bytes=settings.http_max_header_bytes,
     )
+    app.add_middleware(JsonBodies, allowed_origins=settings.cors_origins)
     app.add_middleware(HttpMetrics)
+    if settings.cors_origins:  # outermost: preflights are answered before anything else
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=settings.cors_methods,
+            allow_headers=settings.cors_headers,
+            allow_credentials=settings.cors_allow_credentials,
+            expose_headers=EXPOSED_HEADERS,
+            max_age=settings.cors_max_age_s,
+        )
     return app

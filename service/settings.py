@@ -23,6 +23,9 @@ MultitaskStrategy = Literal["reject", "enqueue", "interrupt", "rollback"]
 _HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 
 
+_ORIGIN = re.compile(r"^https?://[^/\s?#]+$")
+
+
 class Settings(BaseSettings):
     """The service's settings. Field names map to upper-case environment variables."""
 
@@ -43,6 +46,13 @@ class Settings(BaseSettings):
     http_body_timeout_s: float = Field(20.0, gt=0, le=3600)
     http_max_header_bytes: int = Field(16 * 1024, ge=1024, le=1024 * 1024)
     http_max_connections: int = Field(1000, ge=1, le=100_000)
+    # Browser apps on other origins (CORS): comma-separated origins ("*": any); empty,
+    # the default, sends no CORS headers, and a page on another site gets none.
+    cors_allow_origins: str = ""
+    cors_allow_methods: str = "GET,POST,PUT,PATCH,DELETE"
+    cors_allow_headers: str = "*"
+    cors_allow_credentials: bool = False
+    cors_max_age_s: int = Field(600, ge=0, le=86_400)
 
     # --- persistence -------------------------------------------------------------
     checkpointer: Literal["sqlite", "memory", "postgres", "sqlite-stock"] = "sqlite"
@@ -184,6 +194,36 @@ class Settings(BaseSettings):
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @staticmethod
+    def _listed(value: str) -> list[str]:
+        return [item.strip() for item in value.split(",") if item.strip()]
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return self._listed(self.cors_allow_origins)
+
+    @property
+    def cors_methods(self) -> list[str]:
+        return [method.upper() for method in self._listed(self.cors_allow_methods)]
+
+    @property
+    def cors_headers(self) -> list[str]:
+        return self._listed(self.cors_allow_headers)
+
+    @model_validator(mode="after")
+    def _cors_origins(self) -> Settings:
+        for origin in self.cors_origins:
+            if origin != "*" and not _ORIGIN.match(origin):
+                raise ValueError(
+                    f"CORS_ALLOW_ORIGINS: {origin!r} is not an origin (scheme://host[:port])"
+                )
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            raise ValueError(
+                "CORS_ALLOW_CREDENTIALS=true needs the origins listed, not '*' (any site "
+                "could then call the API with the user's credentials)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _provider_requirements(self) -> Settings:

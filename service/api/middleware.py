@@ -137,3 +137,33 @@ def _route_template(scope: dict[str, Any]) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else "unmatched"
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_JSON = b"application/json"
+
+
+class JsonBodies:
+    """Read a request body as JSON whatever Content-Type it declares (a proxy may send
+    `text/plain`), but only when the request carries no `Origin` or an allowed one.
+
+    A page on another site can send a "simple" cross-site request (text/plain, no
+    preflight); its Origin is not allowed, so its body stays unreadable (422) and it
+    cannot drive the API.
+    """
+
+    def __init__(self, app: ASGIApp, allowed_origins: list[str]) -> None:
+        self.app = app
+        self.any_origin = "*" in allowed_origins
+        self.allowed = {origin.encode() for origin in allowed_origins}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in _BODY_METHODS:
+            headers = scope["headers"]
+            declared = next((v for k, v in headers if k == b"content-type"), None)
+            if declared is None or not declared.lower().startswith(_JSON):
+                origin = next((v for k, v in headers if k == b"origin"), None)
+                if origin is None or self.any_origin or origin in self.allowed:
+                    kept = [(k, v) for k, v in headers if k != b"content-type"]
+                    scope = {**scope, "headers": [*kept, (b"content-type", _JSON)]}
+        await self.app(scope, receive, send)

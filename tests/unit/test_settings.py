@@ -122,3 +122,22 @@ def test_affected_sqlite_refused_with_several_workers() -> None:
         make(web_concurrency=4, sqlite_allow_affected_version=True), version="3.40.1"
     )
     check_sqlite_version(make(web_concurrency=4), version="3.53.4")
+
+
+def test_cors_origins_are_origins_and_never_any_with_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CORS_ALLOW_ORIGINS", " http://localhost:3000, https://app.example ")
+    monkeypatch.setenv("CORS_ALLOW_METHODS", "get,post")
+    settings = load_settings()
+    assert settings.cors_origins == ["http://localhost:3000", "https://app.example"]
+    assert settings.cors_methods == ["GET", "POST"]
+    for origins, credentials in (
+        ("localhost:3000", "false"),
+        ("http://a/b", "false"),
+        ("*", "true"),
+    ):
+        monkeypatch.setenv("CORS_ALLOW_ORIGINS", origins)
+        monkeypatch.setenv("CORS_ALLOW_CREDENTIALS", credentials)
+        with pytest.raises(SettingsError):
+            load_settings()
