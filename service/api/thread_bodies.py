@@ -15,7 +15,7 @@ from service.api.deps import AppState
 from service.runs.serialize import to_jsonable
 from service.storage.base import ThreadRecord
 from service.storage.errors import ThreadNotFoundError
-from service.storage.records import iso_utc
+from service.storage.records import iso_utc, parse_iso
 
 
 def thread_config(thread_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
@@ -37,7 +37,7 @@ def ttl_body(record: ThreadRecord) -> dict[str, Any]:
     """The thread's own TTL, and when it runs out unless the thread is active again."""
     if record.ttl_minutes is None:
         return {}
-    updated = dt.datetime.fromisoformat(record.updated_at.replace("Z", "+00:00"))
+    updated = parse_iso(record.updated_at)
     expires = updated + dt.timedelta(minutes=record.ttl_minutes)
     return {
         "ttl": {"strategy": "delete", "ttl": record.ttl_minutes, "expires_at": iso_utc(expires)}

@@ -28,7 +28,7 @@ from service.schemas.models import CronCreate, CronPatch, RunCreate
 from service.storage.base import CronRecord
 from service.storage.errors import StorageUnavailableError, ThreadNotFoundError
 from service.storage.locks import ThreadBusyError
-from service.storage.records import iso_utc
+from service.storage.records import iso_utc, parse_iso
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +77,12 @@ def next_firing(schedule: str, timezone: str | None, after: dt.datetime) -> dt.d
     return croniter(schedule, start).get_next(dt.datetime).astimezone(dt.UTC)
 
 
-def _parse(iso: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00"))
-
-
 def _next_run(cron: CronRecord, after: dt.datetime) -> tuple[str | None, bool]:
     """The next firing's time and whether the cron stays enabled (not past its end)."""
     if not cron.enabled:
         return None, False
     upcoming = next_firing(cron.schedule, cron.timezone, after)
-    if cron.end_time and upcoming > _parse(cron.end_time):
+    if cron.end_time and upcoming > parse_iso(cron.end_time):
         return None, False
     return iso_utc(upcoming), True
 
@@ -168,9 +164,9 @@ class CronService:
             upcoming, enabled = _next_run(cron, now)
             if not await self.persistence.advance_cron(cron.cron_id, due, upcoming, enabled):
                 continue  # another worker fired it
-            late_s = (now - _parse(due)).total_seconds()
+            late_s = (now - parse_iso(due)).total_seconds()
             if late_s > MISSED_AFTER_S:
-                self._report_missed(cron, _parse(due), now)
+                self._report_missed(cron, parse_iso(due), now)
                 continue
             started += await self._fire(cron)
         return started

@@ -16,7 +16,6 @@ import socket
 import time
 from collections.abc import Coroutine
 from contextlib import AsyncExitStack
-from datetime import datetime
 from typing import Any
 
 from langgraph.checkpoint.base.id import uuid6
@@ -39,7 +38,8 @@ from service.storage.errors import (
     ThreadNotFoundError,
 )
 from service.storage.locks import ThreadBusyError, ThreadWaitTimeoutError
-from service.storage.records import utcnow_iso
+from service.storage.records import seconds_since, utcnow_iso
+from service.storage.run_records import ACTIVE_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +122,6 @@ def _owned(metadata: dict[str, Any], owner: str | None) -> bool:
     return owner is None or metadata.get("owner") == owner
 
 
-def seconds_since(iso: str) -> float:
-    return time.time() - datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
 # What the service adds to a run's metadata; the rest is what the client sent.
 _SERVICE_METADATA = ("run_id", "thread_id", "assistant_id")
 
@@ -199,6 +195,15 @@ class RunService:
             raise ThreadNotFoundError(thread_id)
         return record
 
+    async def _create_thread(self, thread_id: str, owner: str | None) -> ThreadRecord:
+        """`if_not_exists=create`: the thread, the owner's (one made meanwhile by another
+        owner is missing)."""
+        metadata = {} if owner is None else {"owner": owner}
+        created, _ = await self.persistence.create_thread(thread_id, metadata, "do_nothing")
+        if not _owned(created.metadata, owner):
+            raise ThreadNotFoundError(thread_id)
+        return created
+
     def _prepared(
         self, thread_id: str, run_id: str, request: RunCreate, graph_input: Any
     ) -> PreparedRun:
@@ -243,13 +248,7 @@ class RunService:
             try:
                 waited = await _unless_gone(prepared.stack.enter_async_context(hold), client_gone)
                 if record is None:
-                    metadata = {} if owner is None else {"owner": owner}
-                    created, _ = await self.persistence.create_thread(
-                        thread_id, metadata, "do_nothing"
-                    )
-                    if not _owned(created.metadata, owner):
-                        raise ThreadNotFoundError(thread_id)
-                    record = created
+                    record = await self._create_thread(thread_id, owner)
                 elif waited is not False and await self.persistence.get_thread(thread_id) is None:
                     # Deleted while this run waited its turn.
                     raise ThreadNotFoundError(thread_id)
@@ -290,10 +289,7 @@ class RunService:
                 metrics.GUARD_REJECTIONS.labels(reason="reject").inc()
                 raise ThreadBusyError(thread_id)
         if record is None:
-            metadata = {} if owner is None else {"owner": owner}
-            created, _ = await self.persistence.create_thread(thread_id, metadata, "do_nothing")
-            if not _owned(created.metadata, owner):
-                raise ThreadNotFoundError(thread_id)
+            await self._create_thread(thread_id, owner)
         elif strategy in ("interrupt", "rollback"):
             await self.cancel_thread_runs(thread_id, strategy)
         prepared = self._prepared(thread_id, new_run_id(), request, None)
@@ -412,7 +408,7 @@ class RunService:
             if execution is not None:
                 await asyncio.wait({execution.task})
             run = await self.persistence.get_run(thread_id, run_id)
-            if run is None or run.status not in ("pending", "running"):
+            if run is None or run.status not in ACTIVE_STATUSES:
                 return run
             await asyncio.sleep(delay)
             delay = min(delay * 2, poll_s)

@@ -18,10 +18,11 @@ import logging
 import time
 
 from service.observability import metrics
-from service.runs.lifecycle import RunService, seconds_since
+from service.runs.lifecycle import RunService
 from service.runs.loops import WorkerLoop
 from service.settings import Settings
 from service.storage.errors import StorageUnavailableError
+from service.storage.records import seconds_since
 
 log = logging.getLogger(__name__)
 

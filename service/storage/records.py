@@ -36,6 +36,15 @@ def utcnow_iso() -> str:
     return iso_utc(dt.datetime.now(dt.UTC))
 
 
+def parse_iso(text: str) -> dt.datetime:
+    """A timestamp as `iso_utc` wrote it, back to an aware datetime."""
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def seconds_since(text: str) -> float:
+    return (dt.datetime.now(dt.UTC) - parse_iso(text)).total_seconds()
+
+
 def thread_record(
     thread_id: str,
     created_at: str | dt.datetime,

@@ -128,10 +128,8 @@ async def get_run(thread_id: ThreadId, run_id: ThreadId, state: State, caller: C
 async def join_run(thread_id: ThreadId, run_id: ThreadId, state: State, caller: Caller) -> Response:
     """Wait for the run to end, on whichever worker runs it; the thread's values then."""
     await owned_thread(state, caller, thread_id)
-    if await state.persistence.get_run(thread_id, run_id) is None:
-        raise RunNotFoundError(thread_id, run_id)
     if await state.runs.join(thread_id, run_id, state.settings.run_queue_poll_s) is None:
-        raise RunNotFoundError(thread_id, run_id)  # rolled back, or deleted with its thread
+        raise RunNotFoundError(thread_id, run_id)  # unknown, rolled back, or deleted
     await owned_thread(state, caller, thread_id)
     return json_response(await thread_values(state, thread_id))
 
