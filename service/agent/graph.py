@@ -12,7 +12,7 @@ import datetime as dt
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
@@ -28,8 +28,11 @@ from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.prebuilt import ToolNode
+from langgraph.runtime import Runtime, get_runtime
+from typing_extensions import TypedDict
 
 from service.agent.approval import REVIEWED_TOOLS, approval_node
+from service.agent.context import BookingContext, context_prompt
 from service.observability.metrics import LLM_CALL_SECONDS
 from service.settings import Settings
 
@@ -80,8 +83,11 @@ class AgentState(TypedDict):
     retry_instruction: str | None
 
 
-def system_prompt(settings: Settings, now: dt.datetime) -> str:
-    """What the model must know every turn: the business, its rules and today's date."""
+def system_prompt(
+    settings: Settings, now: dt.datetime, context: BookingContext | None = None
+) -> str:
+    """What the model must know every turn: the business, its rules, today's date, and
+    what the run's context sets."""
     today = now.astimezone(settings.tz).date()
     days = ", ".join(WEEKDAYS[day] for day in settings.booking_open_days)
     return (
@@ -97,7 +103,7 @@ def system_prompt(settings: Settings, now: dt.datetime) -> str:
         "(YYYY-MM-DD), the start time (24-hour HH:MM), the customer's name and an email "
         "address or phone number: ask for whatever is missing, and resolve relative dates "
         "such as 'tomorrow' from today's date. If a time is taken, offer the alternatives "
-        "the tool returns. After booking, give the confirmation code."
+        "the tool returns. After booking, give the confirmation code." + context_prompt(context)
     )
 
 
@@ -170,14 +176,19 @@ def stop_instruction(errors: Sequence[ToolMessage]) -> str:
     )
 
 
-def confirmation_mode(config: RunnableConfig, settings: Settings) -> str:
-    """`interrupt` when BOOKING_CONFIRMATION or the run's `config.configurable` asks for it.
+def confirmation_mode(
+    config: RunnableConfig, settings: Settings, context: BookingContext | None = None
+) -> str:
+    """`interrupt` when BOOKING_CONFIRMATION, the run's `config.configurable` or its
+    `context` asks for it.
 
     A run can add the approval step, never remove it: a client must not skip an
     approval the operator requires.
     """
     asked = (config.get("configurable") or {}).get("booking_confirmation")
-    return "interrupt" if "interrupt" in (asked, settings.booking_confirmation) else "none"
+    from_context = context.booking_confirmation if context else None
+    modes = (asked, from_context, settings.booking_confirmation)
+    return "interrupt" if "interrupt" in modes else "none"
 
 
 def build_graph(
@@ -196,13 +207,15 @@ def build_graph(
     limit = settings.tool_max_retries
     provider = settings.llm_provider
 
-    async def agent(state: AgentState) -> dict[str, Any]:
+    async def agent(state: AgentState, runtime: Runtime[BookingContext]) -> dict[str, Any]:
         messages = state["messages"]
         new_turn = bool(messages) and isinstance(messages[-1], HumanMessage)
         retries = 0 if new_turn else state.get("tool_retries", 0)
         instruction = None if new_turn else state.get("retry_instruction")
         exhausted = retries > limit
-        prompt: list[BaseMessage] = [SystemMessage(system_prompt(settings, clock()))]
+        prompt: list[BaseMessage] = [
+            SystemMessage(system_prompt(settings, clock(), runtime.context))
+        ]
         prompt += answer_dangling_tool_calls(
             context_window(messages, settings.model_context_messages)
         )
@@ -235,13 +248,16 @@ def build_graph(
         last = state["messages"][-1]
         if not (isinstance(last, AIMessage) and last.tool_calls):
             return END
-        if confirmation_mode(config, settings) == "interrupt" and any(
+        # Read, not injected: `update_state` replays this edge without a runtime.
+        runtime = get_runtime(BookingContext)
+        context = runtime.context if runtime else None
+        if confirmation_mode(config, settings, context) == "interrupt" and any(
             call["name"] in REVIEWED_TOOLS for call in last.tool_calls
         ):
             return "approval"
         return "tools"
 
-    builder = StateGraph(AgentState)
+    builder = StateGraph(AgentState, context_schema=BookingContext)
     builder.add_node("agent", agent)
     builder.add_node("tools", ToolNode(list(tools), handle_tool_errors=True))
     builder.add_node("retry_handler", retry_handler)

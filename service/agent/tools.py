@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from langchain_core.tools import BaseTool, InjectedToolCallId, tool
+from langgraph.config import get_stream_writer
 
 from service import side_effects
 from service.bookings.store import WEEKDAYS, BookingError, BookingStore
@@ -39,15 +40,28 @@ def parse_iso_time(value: str) -> dt.time:
     return dt.time(int(match.group(1)), int(match.group(2)))
 
 
+def _progress(name: str, status: str) -> None:
+    """A `custom` stream event: which tool is working and how it ended, so a chat page
+    can show "checking availability…" while it runs. Nothing outside a graph run."""
+    try:
+        write = get_stream_writer()
+    except RuntimeError:
+        return
+    write({"type": "tool_progress", "tool": name, "status": status})
+
+
 def _counted(name: str, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run a tool body and count its outcome: ok, rejected (slot taken) or error."""
+    _progress(name, "running")
     try:
         result = call()
     except Exception:
         TOOL_CALLS.labels(tool=name, outcome="error").inc()
+        _progress(name, "error")
         raise
     outcome = "rejected" if result.get("status") == "taken" else "ok"
     TOOL_CALLS.labels(tool=name, outcome=outcome).inc()
+    _progress(name, outcome)
     return result
 
 

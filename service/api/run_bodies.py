@@ -15,6 +15,7 @@ from service.api.routes.assistants import known_assistant
 from service.api.thread_bodies import thread_config
 from service.runs.encoding import encode
 from service.runs.execution import RunExecution
+from service.runs.stream_modes import event_mode
 from service.schemas.models import BatchRunCreate, RunCreate
 from service.schemas.validation import quote
 from service.storage.base import RunRecord
@@ -107,7 +108,7 @@ def replay_response(
 
     async def sse() -> AsyncIterator[ServerSentEvent]:
         async for seq, event, data in events:
-            if wanted is None or event in wanted or event in _ALWAYS_SENT:
+            if wanted is None or event in _ALWAYS_SENT or event_mode(event) in wanted:
                 yield ServerSentEvent(data=data, event=event, id=str(seq))
 
     return EventSourceResponse(sse(), ping=15)

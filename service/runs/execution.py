@@ -25,6 +25,7 @@ from service import side_effects
 from service.observability import metrics
 from service.runs.errors import ClientGone, ClientGoneError, RunLimitError, RunTimeoutError
 from service.runs.event_log import EventLog
+from service.runs.stream_modes import StreamTranslator, graph_modes
 from service.storage.base import CancelAction, RunStatus
 from service.storage.errors import StorageUnavailableError
 
@@ -51,6 +52,10 @@ class PreparedRun:
     durability: str
     stream_modes: list[str]
     on_disconnect: str = "continue"
+    # Events from inside subgraphs too, each under its namespace (`stream_subgraphs`).
+    subgraphs: bool = False
+    # The run's `context` (LangGraph's runtime context), None when not sent.
+    context: dict[str, Any] | None = None
     interrupt_before: Any = None
     interrupt_after: Any = None
     # A stateless run's thread, deleted once the run has ended.
@@ -205,11 +210,13 @@ class RunExecution:
         prepared = self.prepared
         try:
             async with _RunTracker(self):
+                options = {} if prepared.context is None else {"context": prepared.context}
                 result = await self.service.graph.ainvoke(
                     prepared.graph_input,
                     prepared.config,
                     durability=prepared.durability,
                     **prepared.breakpoints,
+                    **options,
                 )
                 await self._note_interrupt(isinstance(result, dict) and "__interrupt__" in result)
                 return result
@@ -219,24 +226,20 @@ class RunExecution:
     async def _stream(self) -> bool:
         """Stream the graph's chunks; False when the run ended with an `error` event."""
         prepared = self.prepared
-        modes = ["messages" if mode == "messages-tuple" else mode for mode in prepared.stream_modes]
+        translator = StreamTranslator(prepared.stream_modes)
+        modes = graph_modes(prepared.stream_modes)
         # An interrupt shows in `values` and `updates` chunks; watch `updates` if neither
         # was asked for, without sending it.
         watch = [] if {"values", "updates"} & set(modes) else ["updates"]
         try:
             async with _RunTracker(self):
                 interrupted = False
-                async for mode, chunk in self.service.graph.astream(
-                    prepared.graph_input,
-                    prepared.config,
-                    stream_mode=modes + watch,
-                    durability=prepared.durability,
-                    **prepared.breakpoints,
-                ):
-                    if mode in ("values", "updates") and isinstance(chunk, dict):
+                async for namespace, mode, chunk in self._chunks(modes + watch):
+                    if not namespace and mode in ("values", "updates") and isinstance(chunk, dict):
                         interrupted = interrupted or "__interrupt__" in chunk
                     if mode not in watch:
-                        self._emit(mode, chunk)
+                        for event, data in translator.chunk(namespace, mode, chunk):
+                            self._emit(event, data)
                 await self._note_interrupt(interrupted)
         except GraphRecursionError:
             self._emit("error", {"error": "RunLimitError", "message": self._limit_text()})
@@ -249,6 +252,34 @@ class RunExecution:
             self._emit("error", {"error": type(exc).__name__, "message": str(exc)})
             return False
         return True
+
+    async def _chunks(self, modes: list[str]) -> AsyncIterator[tuple[tuple[str, ...], str, Any]]:
+        """(namespace, mode, chunk) from the graph's stream; with `events` asked for, from
+        its callback events, each of which (but the graph's own chunks and hidden
+        runs) is also sent as an `events` event."""
+        prepared = self.prepared
+        subgraphs = prepared.subgraphs
+        options: dict[str, Any] = {
+            "stream_mode": modes,
+            "subgraphs": subgraphs,
+            "durability": prepared.durability,
+            **prepared.breakpoints,
+        }
+        if prepared.context is not None:
+            options["context"] = prepared.context
+        graph = self.service.graph
+        if "events" not in prepared.stream_modes:
+            async for item in graph.astream(prepared.graph_input, prepared.config, **options):
+                yield item if subgraphs else ((), *item)
+            return
+        async for event in graph.astream_events(
+            prepared.graph_input, prepared.config, version="v2", **options
+        ):
+            if event["event"] == "on_chain_stream" and event["run_id"] == self.run_id:
+                item = event["data"]["chunk"]
+                yield item if subgraphs else ((), *item)
+            elif "langsmith:hidden" not in (event.get("tags") or ()):
+                self._emit("events", event)
 
     async def _record_end(self) -> None:
         """The run record's final status, written while the run still holds its thread;

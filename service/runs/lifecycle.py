@@ -20,6 +20,7 @@ from typing import Any
 
 from langgraph.checkpoint.base.id import uuid6
 from langgraph.graph.state import CompiledStateGraph
+from pydantic import BaseModel, ValidationError
 
 from service.observability import metrics
 from service.runs.commands import check_breakpoints, check_resume, to_command
@@ -162,9 +163,15 @@ async def _unless_gone(step: Coroutine[Any, Any, Any], client_gone: ClientGone |
 
 class RunService:
     def __init__(
-        self, graph: CompiledStateGraph, persistence: Persistence, settings: Settings
+        self,
+        graph: CompiledStateGraph,
+        persistence: Persistence,
+        settings: Settings,
+        graph_id: str = "agent",
     ) -> None:
         self.graph = graph
+        # The graph's name, which a run's thread records with the assistant it ran as.
+        self.graph_id = graph_id
         self.persistence = persistence
         self.settings = settings
         # This worker's runs in flight, by id (for cancel and join).
@@ -180,6 +187,7 @@ class RunService:
             raise RunInputError(f"not supported by this server: {', '.join(unsupported)}")
         strategy = request.multitask_strategy or self.settings.default_multitask_strategy
         graph_input = self._graph_input(request)
+        self._check_context(request)
         check_breakpoints(self.graph, "interrupt_before", request.interrupt_before)
         check_breakpoints(self.graph, "interrupt_after", request.interrupt_after)
         return strategy, graph_input
@@ -195,14 +203,29 @@ class RunService:
             raise ThreadNotFoundError(thread_id)
         return record
 
-    async def _create_thread(self, thread_id: str, owner: str | None) -> ThreadRecord:
+    async def _create_thread(
+        self, thread_id: str, owner: str | None, request: RunCreate
+    ) -> ThreadRecord:
         """`if_not_exists=create`: the thread, the owner's (one made meanwhile by another
         owner is missing)."""
-        metadata = {} if owner is None else {"owner": owner}
+        metadata = self._assistant_metadata(request)
+        if owner is not None:
+            metadata["owner"] = owner
         created, _ = await self.persistence.create_thread(thread_id, metadata, "do_nothing")
         if not _owned(created.metadata, owner):
             raise ThreadNotFoundError(thread_id)
         return created
+
+    def _assistant_metadata(self, request: RunCreate) -> dict[str, Any]:
+        return {"graph_id": self.graph_id, "assistant_id": request.assistant_id}
+
+    async def _note_assistant(self, record: ThreadRecord, request: RunCreate) -> None:
+        """The thread's metadata names the graph and assistant of its latest run, as
+        LangGraph Server records them (agent-chat-ui lists threads by `graph_id`); a
+        write only when they change."""
+        wanted = self._assistant_metadata(request)
+        if any(record.metadata.get(key) != value for key, value in wanted.items()):
+            await self.persistence.update_thread(record.thread_id, wanted)
 
     def _prepared(
         self, thread_id: str, run_id: str, request: RunCreate, graph_input: Any
@@ -214,6 +237,8 @@ class RunService:
             config=self._config(thread_id, run_id, request),
             durability=request.durability or self.settings.checkpoint_durability,
             stream_modes=request.stream_modes(),
+            subgraphs=request.stream_subgraphs,
+            context=request.context,
             on_disconnect=request.on_disconnect or "continue",
             interrupt_before=request.interrupt_before,
             interrupt_after=request.interrupt_after,
@@ -248,11 +273,12 @@ class RunService:
             try:
                 waited = await _unless_gone(prepared.stack.enter_async_context(hold), client_gone)
                 if record is None:
-                    record = await self._create_thread(thread_id, owner)
+                    record = await self._create_thread(thread_id, owner, request)
                 elif waited is not False and await self.persistence.get_thread(thread_id) is None:
                     # Deleted while this run waited its turn.
                     raise ThreadNotFoundError(thread_id)
                 await self._check_start(prepared, request)
+                await self._note_assistant(record, request)
                 run = self._record(prepared, request, strategy, "running")
                 if await self.persistence.create_run(run, unless_queued=True):
                     return prepared
@@ -289,9 +315,11 @@ class RunService:
                 metrics.GUARD_REJECTIONS.labels(reason="reject").inc()
                 raise ThreadBusyError(thread_id)
         if record is None:
-            await self._create_thread(thread_id, owner)
-        elif strategy in ("interrupt", "rollback"):
-            await self.cancel_thread_runs(thread_id, strategy)
+            await self._create_thread(thread_id, owner, request)
+        else:
+            await self._note_assistant(record, request)
+            if strategy in ("interrupt", "rollback"):
+                await self.cancel_thread_runs(thread_id, strategy)
         prepared = self._prepared(thread_id, new_run_id(), request, None)
         if record is not None:
             await self._check_start(prepared, request)  # checked again when it starts
@@ -434,6 +462,21 @@ class RunService:
             updated_at=now,
             worker=worker_name(),
         )
+
+    def _check_context(self, request: RunCreate) -> None:
+        """The run's `context` fits the graph's context schema."""
+        if request.context is None:
+            return
+        schema = self.graph.builder.context_schema
+        if isinstance(schema, type) and issubclass(schema, BaseModel):
+            try:
+                schema.model_validate(request.context)
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(map(str, error['loc'])) or 'context'}: {error['msg']}"
+                    for error in exc.errors()
+                )
+                raise RunInputError(f"invalid `context`: {problems}") from None
 
     def _graph_input(self, request: RunCreate) -> Any:
         if request.command is not None:

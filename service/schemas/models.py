@@ -8,7 +8,7 @@ checked by `service.schemas.validation` as a whole before its fields are read.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -28,8 +28,19 @@ from service.schemas.validation import (
     json_problem,
 )
 
-STREAM_MODES = ("values", "updates", "messages-tuple")
-StreamMode = Literal["values", "updates", "messages-tuple"]
+StreamMode = Literal[
+    "values",
+    "updates",
+    "messages",
+    "messages-tuple",
+    "events",
+    "debug",
+    "custom",
+    "checkpoints",
+    "tasks",
+]
+STREAM_MODES: tuple[str, ...] = get_args(StreamMode)
+StreamModes = StreamMode | Annotated[list[StreamMode], Field(min_length=1, max_length=9)]
 # pydantic's patterns are Rust regexes: `$` is the end of the text, never before a newline.
 ThreadIdText = Annotated[str, StringConstraints(pattern=f"^{ID_PATTERN}$", max_length=128)]
 CheckpointId = Annotated[str, StringConstraints(pattern=f"^{ID_PATTERN}$", max_length=128)]
@@ -298,9 +309,7 @@ class RunCreate(_Strict):
     on_completion: Literal["delete", "keep"] | None = None
     after_seconds: float | None = None
     durability: Literal["sync", "async", "exit"] | None = None
-    stream_mode: StreamMode | Annotated[list[StreamMode], Field(min_length=1, max_length=3)] = (
-        "values"
-    )
+    stream_mode: StreamModes = "values"
     stream_subgraphs: bool = False
     stream_resumable: bool = False
     feedback_keys: list[str] | None = None
@@ -324,7 +333,6 @@ class RunCreate(_Strict):
         asked = {
             "webhook": self.webhook,
             "after_seconds": self.after_seconds,
-            "stream_subgraphs": self.stream_subgraphs or None,
         }
         return [name for name, value in asked.items() if value]
 
@@ -407,9 +415,7 @@ class CronCreate(_Strict):
     interrupt_after: Breakpoints | None = None
     webhook: str | None = None
     multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] | None = None
-    stream_mode: StreamMode | Annotated[list[StreamMode], Field(min_length=1, max_length=3)] = (
-        "values"
-    )
+    stream_mode: StreamModes = "values"
     stream_subgraphs: bool = False
     stream_resumable: bool = False
     durability: Literal["sync", "async", "exit"] | None = None
@@ -435,9 +441,7 @@ class CronPatch(_Strict):
     interrupt_before: Breakpoints | None = None
     interrupt_after: Breakpoints | None = None
     webhook: str | None = None
-    stream_mode: (
-        StreamMode | Annotated[list[StreamMode], Field(min_length=1, max_length=3)] | None
-    ) = None
+    stream_mode: StreamModes | None = None
     stream_subgraphs: bool | None = None
     stream_resumable: bool | None = None
     durability: Literal["sync", "async", "exit"] | None = None

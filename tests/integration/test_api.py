@@ -59,7 +59,11 @@ def test_sync_client_conversation(server: ServerProcess) -> None:
     assert human_texts(state["values"]) == human_texts(second)
     history = client.threads.get_history(tid, limit=50)
     assert history and history[0]["checkpoint"]["checkpoint_id"]
-    assert client.threads.get(tid)["metadata"] == {"user": "ana"}
+    assert client.threads.get(tid)["metadata"] == {
+        "user": "ana",
+        "graph_id": "agent",
+        "assistant_id": "agent",
+    }
     found = client.threads.search(metadata={"user": "ana"})
     assert [t["thread_id"] for t in found] == [tid]
 

@@ -106,7 +106,12 @@ def test_another_owners_thread_is_404_everywhere(secured: ServerProcess) -> None
     # Nothing changed for alice: still there, one turn, not deleted or pruned.
     state = alice.threads.get_state(tid)
     assert [m["content"] for m in state["values"]["messages"] if m["type"] == "human"] == ["hola"]
-    assert alice.threads.get(tid)["metadata"] == {"topic": "mine", "owner": "alice"}
+    assert alice.threads.get(tid)["metadata"] == {
+        "topic": "mine",
+        "owner": "alice",
+        "graph_id": "agent",
+        "assistant_id": "agent",
+    }
     assert alice.threads.count(metadata={"topic": "mine"}) >= 1
     # Bob cannot take over alice's id by creating or running on it.
     assert (

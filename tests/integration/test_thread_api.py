@@ -52,7 +52,9 @@ def test_copy_holds_the_same_conversation_and_then_goes_its_own_way(
     say(client, source, "What services?")
     say(client, source, "thanks")
     copy = client.threads.copy(source)
-    assert copy["thread_id"] != source and copy["metadata"] == {"customer": "bob"}
+    assert copy["thread_id"] != source
+    assert copy["metadata"] == client.threads.get(source)["metadata"]
+    assert copy["metadata"]["customer"] == "bob" and copy["metadata"]["graph_id"] == "agent"
     original = client.threads.get_state(source)
     copied = client.threads.get_state(copy["thread_id"])
     assert copied["values"] == original["values"]

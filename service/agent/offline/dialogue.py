@@ -19,6 +19,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
+from service.agent.context import LANGUAGE_LINE, SALON_LINE
 from service.agent.graph import last_tool_results
 from service.agent.offline import nlu
 from service.agent.offline.nlu import Intent, Lang
@@ -212,6 +213,8 @@ class Dialogue:
     settings: Settings
     today: dt.date
     tools: Collection[str]
+    # How the assistant introduces itself (the run's context: `salon_name`).
+    salon_name: str | None = None
 
     @property
     def services(self) -> list[str]:
@@ -223,7 +226,17 @@ class Dialogue:
         conversation = [m for m in messages if not isinstance(m, SystemMessage)]
         start = _window_start(conversation)
         humans = [_text(m) for m in conversation[start:] if isinstance(m, HumanMessage)]
-        lang = _language(humans or [_text(m) for m in conversation if isinstance(m, HumanMessage)])
+        system = "\n".join(_text(m) for m in messages if isinstance(m, SystemMessage))
+        fixed = LANGUAGE_LINE.search(system)
+        salon = SALON_LINE.search(system)
+        self.salon_name = salon.group(1) if salon else None
+        lang: Lang = (
+            fixed.group(1)  # type: ignore[assignment]
+            if fixed
+            else _language(
+                humans or [_text(m) for m in conversation if isinstance(m, HumanMessage)]
+            )
+        )
         trailing = last_tool_results(conversation)
         if trailing:
             return Reply(" ".join(self.summarize(m, lang) for m in trailing))
@@ -385,13 +398,16 @@ class Dialogue:
         return f"We offer {offered}. We're open {days}, {hours}."
 
     def help_text(self, lang: Lang) -> str:
+        salon = self.salon_name
         if lang == "es":
+            hello = f"¡Hola! Te atiende {salon}. " if salon else "¡Hola! "
             return (
-                "¡Hola! Puedo reservar citas, consultar horas libres o cancelar una cita. "
+                f"{hello}Puedo reservar citas, consultar horas libres o cancelar una cita. "
                 f"{self.services_text(lang)} ¿En qué te ayudo?"
             )
+        hello = f"Hi, this is {salon}! " if salon else "Hi! "
         return (
-            "Hi! I can book appointments, check free times or cancel a booking. "
+            f"{hello}I can book appointments, check free times or cancel a booking. "
             f"{self.services_text(lang)} How can I help?"
         )
 

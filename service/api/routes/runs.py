@@ -172,14 +172,14 @@ def _event_id(raw: str | None) -> int:
 
 
 def _stream_events(modes: list[str] | None) -> set[str] | None:
-    """The event names a joiner asked for (None: all); `messages-tuple` is `messages`."""
+    """The stream modes a joiner asked for (None: all)."""
     asked = [mode for mode in modes or [] if mode]
     unknown = sorted(set(asked) - set(STREAM_MODES))
     if unknown:
         raise HTTPException(422, f"stream_mode must be among {list(STREAM_MODES)}; got {unknown}")
     if not asked:
         return None
-    return {"messages" if mode == "messages-tuple" else mode for mode in asked}
+    return set(asked)
 
 
 async def _cancelled_on_disconnect(
