@@ -24,10 +24,12 @@ from service.api.deps import AppState
 from service.api.errors import install_error_handlers
 from service.api.middleware import HttpMetrics, JsonBodies, RequestLimits
 from service.api.routes import assistants, crons, runs, state, stateless_runs, system, threads
+from service.api.routes.assistants import ASSISTANT_ID
 from service.bookings.store import open_booking_store
 from service.observability import metrics
 from service.observability.telemetry import set_build_info
 from service.runs.crons import CronScheduler, CronService
+from service.runs.introspection import GraphIntrospection
 from service.runs.lifecycle import RunService
 from service.runs.queue import RunQueue
 from service.settings import Settings, get_settings
@@ -50,14 +52,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await persistence.start()
     bookings = open_booking_store(settings)
     graph = build_graph(build_model(settings), build_tools(bookings, settings), settings).compile(
-        checkpointer=persistence.checkpointer, name="agent"
+        checkpointer=persistence.checkpointer, name=ASSISTANT_ID
     )
-    run_service = RunService(graph, persistence, settings)
+    run_service = RunService(graph, persistence, settings, graph_id=ASSISTANT_ID)
     app.state.service = AppState(
         settings=settings,
         persistence=persistence,
         graph=graph,
         runs=run_service,
+        introspection=GraphIntrospection(graph, ASSISTANT_ID),
         extra={"bookings": bookings},
     )
     queue = RunQueue(run_service, settings)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Request
 from langgraph.graph.state import CompiledStateGraph
 
+from service.runs.introspection import GraphIntrospection
 from service.runs.lifecycle import RunService
 from service.schemas.validation import ID_PATTERN
 from service.settings import Settings
@@ -22,6 +23,7 @@ class AppState:
     persistence: Persistence
     graph: CompiledStateGraph
     runs: RunService
+    introspection: GraphIntrospection
     extra: dict[str, Any]
 
 

@@ -243,15 +243,35 @@ class ThreadStateUpdate(_Strict):
         return (self.checkpoint.checkpoint_ns if self.checkpoint else None) or ""
 
 
-class AssistantSearch(_Strict):
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    graph_id: str | None = None
-    name: str | None = None
+AssistantField = Literal[
+    "assistant_id",
+    "graph_id",
+    "name",
+    "description",
+    "config",
+    "context",
+    "metadata",
+    "version",
+    "created_at",
+    "updated_at",
+]
+
+
+class AssistantCount(_Strict):
+    """POST /assistants/count, and the filters of a search."""
+
+    metadata: MetadataFilter = Field(default_factory=dict)
+    graph_id: Annotated[str, StringConstraints(max_length=128)] | None = None
+    # A case-insensitive substring of the assistant's name.
+    name: Annotated[str, StringConstraints(max_length=128)] | None = None
+
+
+class AssistantSearch(AssistantCount):
     limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
-    sort_by: str | None = None
-    sort_order: str | None = None
-    select: list[str] | None = None
+    offset: int = Field(0, ge=0, le=1_000_000)
+    sort_by: Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"] | None = None
+    sort_order: Literal["asc", "desc"] | None = None
+    select: Annotated[list[AssistantField], Field(min_length=1, max_length=10)] | None = None
 
 
 NodeName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
