@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+JS_DIR := clients/js
+JS_STAMP := $(JS_DIR)/node_modules/.installed-stamp
 
-.PHONY: venv run test test-fast lint format lock init-db backup stats integrity-check \
+.PHONY: venv js-deps run test test-fast lint format lock init-db backup stats integrity-check \
         checkpoint-wal vacuum fuzz loadtest bench test-docker up down logs clean
 
 $(STAMP): requirements.lock pyproject.toml
@@ -16,10 +18,19 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP)
 
+# The official JavaScript SDK, for its tests: pinned by clients/js/package-lock.json.
+# Without npm those tests skip (and fail under CI).
+$(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed-stamp; \
+	else echo "npm not found: the JavaScript SDK tests will skip"; fi
+
+js-deps: $(JS_STAMP)
+
 run: venv ## start the service: several workers, offline model, SQLite under data/
 	$(BIN)/python -m service serve
 
-test: venv ## the whole suite, against real multi-worker servers (Docker: make test-docker)
+test: venv js-deps ## the whole suite, against real multi-worker servers (Docker: make test-docker)
 	$(BIN)/python -m pytest -m "not docker"
 
 test-fast: venv
@@ -81,4 +92,4 @@ fuzz: venv ## schemathesis and hypothesis bodies against the real server, longer
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-200} $(BIN)/python -m pytest tests/fuzz -q
 
 clean:
-	rm -rf $(VENV) reports .pytest_cache
+	rm -rf $(VENV) reports .pytest_cache $(JS_DIR)/node_modules
