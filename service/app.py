@@ -23,7 +23,16 @@ from service.api.auth import KeyRing
 from service.api.deps import AppState
 from service.api.errors import install_error_handlers
 from service.api.middleware import HttpMetrics, JsonBodies, RequestLimits
-from service.api.routes import assistants, crons, runs, state, stateless_runs, system, threads
+from service.api.routes import (
+    assistants,
+    chat,
+    crons,
+    runs,
+    state,
+    stateless_runs,
+    system,
+    threads,
+)
 from service.api.routes.assistants import ASSISTANT_ID
 from service.bookings.store import open_booking_store
 from service.observability import metrics
@@ -117,6 +126,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ]
     if not docs_open:
         routers.append(system.openapi_router)
+    if settings.chat_page:
+        routers.append(chat.router)
     for router in routers:
         app.include_router(router)
     app.add_middleware(

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     cors_allow_headers: str = "*"
     cors_allow_credentials: bool = False
     cors_max_age_s: int = Field(600, ge=0, le=86_400)
+    # The chat page at `/` (static files; its API calls need a key when auth is on).
+    chat_page: bool = True
 
     # --- persistence -------------------------------------------------------------
     checkpointer: Literal["sqlite", "memory", "postgres", "sqlite-stock"] = "sqlite"
