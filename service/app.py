@@ -30,6 +30,7 @@ from service.api.routes import (
     runs,
     state,
     stateless_runs,
+    store,
     system,
     threads,
 )
@@ -61,7 +62,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await persistence.start()
     bookings = open_booking_store(settings)
     graph = build_graph(build_model(settings), build_tools(bookings, settings), settings).compile(
-        checkpointer=persistence.checkpointer, name=ASSISTANT_ID
+        checkpointer=persistence.checkpointer, store=persistence.store, name=ASSISTANT_ID
     )
     run_service = RunService(graph, persistence, settings, graph_id=ASSISTANT_ID)
     app.state.service = AppState(
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         crons.router,
         runs.router,
         stateless_runs.router,
+        store.router,
     ]
     if not docs_open:
         routers.append(system.openapi_router)

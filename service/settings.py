@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     checkpoint_retention: str = "all"
     checkpoint_cache_mb: int = Field(4, ge=0, le=4096)
     thread_ttl_days: float = Field(30.0, ge=0)
+    # The Store API's items: a TTL in minutes for items put without one (0: they never
+    # expire), and whether a read restarts an item's TTL.
+    store_default_ttl_minutes: float = Field(0.0, ge=0, le=10 * 525_600)
+    store_ttl_refresh_on_read: bool = True
     maintenance_interval_s: float = Field(60.0, gt=0, le=86_400)
     maintenance_batch_size: int = Field(100, ge=1, le=100_000)
     wal_truncate_bytes: int = Field(16 * 1024 * 1024, ge=0)

@@ -33,6 +33,7 @@ from typing_extensions import TypedDict
 
 from service.agent.approval import REVIEWED_TOOLS, approval_node
 from service.agent.context import BookingContext, context_prompt
+from service.agent.memory import confirmed_bookings, customer_prompt, recall, remember
 from service.observability.metrics import LLM_CALL_SECONDS
 from service.settings import Settings
 
@@ -81,6 +82,8 @@ class AgentState(TypedDict):
     messages: Annotated[list[AnyMessage], add_conversation_messages]
     tool_retries: int
     retry_instruction: str | None
+    # A returning customer's profile, as read from the store (service.agent.memory).
+    customer: dict[str, Any] | None
 
 
 def system_prompt(
@@ -207,15 +210,22 @@ def build_graph(
     limit = settings.tool_max_retries
     provider = settings.llm_provider
 
-    async def agent(state: AgentState, runtime: Runtime[BookingContext]) -> dict[str, Any]:
+    async def agent(
+        state: AgentState, config: RunnableConfig, runtime: Runtime[BookingContext]
+    ) -> dict[str, Any]:
         messages = state["messages"]
         new_turn = bool(messages) and isinstance(messages[-1], HumanMessage)
         retries = 0 if new_turn else state.get("tool_retries", 0)
         instruction = None if new_turn else state.get("retry_instruction")
         exhausted = retries > limit
-        prompt: list[BaseMessage] = [
-            SystemMessage(system_prompt(settings, clock(), runtime.context))
-        ]
+        known = state.get("customer")
+        customer = known
+        if new_turn:
+            customer = await recall(runtime.store, config, messages, known)
+        else:
+            await remember(runtime.store, config, confirmed_bookings(last_tool_results(messages)))
+        system = system_prompt(settings, clock(), runtime.context) + customer_prompt(customer)
+        prompt: list[BaseMessage] = [SystemMessage(system)]
         prompt += answer_dangling_tool_calls(
             context_window(messages, settings.model_context_messages)
         )
@@ -230,7 +240,10 @@ def build_graph(
             # The bound is the graph's promise, not the model's: drop further calls.
             text = str(response.text).strip() or _fallback_apology(messages)
             response = AIMessage(content=text, id=response.id)
-        return {"messages": [response], "tool_retries": retries, "retry_instruction": None}
+        update = {"messages": [response], "tool_retries": retries, "retry_instruction": None}
+        if customer != known:
+            update["customer"] = customer
+        return update
 
     async def retry_handler(state: AgentState) -> dict[str, Any]:
         errors = [m for m in last_tool_results(state["messages"]) if m.status == "error"]

@@ -112,7 +112,7 @@ CHECKPOINT_OPERATIONS = (
 )
 GUARD_REJECTION_REASONS = ("reject", "timeout")
 MAINTENANCE_RESULTS = ("ok", "error")
-MAINTENANCE_KINDS = ("expired_threads", "checkpoints", "run_events")
+MAINTENANCE_KINDS = ("expired_threads", "checkpoints", "run_events", "store_items")
 
 CRON_RESULTS = ("started", "refused", "missed")
 CRON_FIRINGS = Counter(

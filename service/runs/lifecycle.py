@@ -41,6 +41,7 @@ from service.storage.errors import (
 from service.storage.locks import ThreadBusyError, ThreadWaitTimeoutError
 from service.storage.records import seconds_since, utcnow_iso
 from service.storage.run_records import ACTIVE_STATUSES
+from service.storage.store import STORE_OWNER_KEY
 
 log = logging.getLogger(__name__)
 
@@ -123,13 +124,14 @@ def _owned(metadata: dict[str, Any], owner: str | None) -> bool:
     return owner is None or metadata.get("owner") == owner
 
 
-# What the service adds to a run's metadata; the rest is what the client sent.
+# What the service adds to a run's metadata and kwargs; the rest is what the client sent.
 _SERVICE_METADATA = ("run_id", "thread_id", "assistant_id")
+_SERVICE_KWARGS = ("temporary", "owner")
 
 
 def stored_request(run: RunRecord) -> dict[str, Any]:
     """The request a queued run was accepted with, from its record."""
-    body = {key: value for key, value in run.kwargs.items() if key != "temporary"}
+    body = {key: value for key, value in run.kwargs.items() if key not in _SERVICE_KWARGS}
     body["assistant_id"] = run.assistant_id
     body["multitask_strategy"] = run.multitask_strategy
     body["metadata"] = {
@@ -228,13 +230,18 @@ class RunService:
             await self.persistence.update_thread(record.thread_id, wanted)
 
     def _prepared(
-        self, thread_id: str, run_id: str, request: RunCreate, graph_input: Any
+        self,
+        thread_id: str,
+        run_id: str,
+        request: RunCreate,
+        graph_input: Any,
+        owner: str | None = None,
     ) -> PreparedRun:
         return PreparedRun(
             thread_id=thread_id,
             run_id=run_id,
             graph_input=graph_input,
-            config=self._config(thread_id, run_id, request),
+            config=self._config(thread_id, run_id, request, owner),
             durability=request.durability or self.settings.checkpoint_durability,
             stream_modes=request.stream_modes(),
             subgraphs=request.stream_subgraphs,
@@ -261,7 +268,7 @@ class RunService:
         """
         strategy, graph_input = self.check(request)
         record = await self.thread_for(thread_id, request, owner)
-        prepared = self._prepared(thread_id, new_run_id(), request, graph_input)
+        prepared = self._prepared(thread_id, new_run_id(), request, graph_input, owner)
         if strategy in ("interrupt", "rollback"):
             await self.cancel_thread_runs(thread_id, strategy)
         wait = strategy != "reject"
@@ -326,6 +333,8 @@ class RunService:
         run = self._record(prepared, request, strategy, "pending")
         if temporary:
             run.kwargs["temporary"] = True
+        if owner is not None:  # whose store the run reads and writes, once it starts
+            run.kwargs["owner"] = owner
         await self.persistence.create_run(run)
         self.queued.set()
         return run
@@ -355,7 +364,8 @@ class RunService:
         try:
             request = RunCreate.model_validate(stored_request(run))
             _, graph_input = self.check(request)
-            prepared = self._prepared(run.thread_id, run.run_id, request, graph_input)
+            owner = run.kwargs.get("owner")
+            prepared = self._prepared(run.thread_id, run.run_id, request, graph_input, owner)
             prepared.stack = stack
             prepared.temporary = bool(run.kwargs.get("temporary"))
             await self._check_start(prepared, request)
@@ -499,7 +509,9 @@ class RunService:
         if command is not None and "resume" in command.model_fields_set:
             check_resume(snapshot, command.resume)
 
-    def _config(self, thread_id: str, run_id: str, request: RunCreate) -> dict[str, Any]:
+    def _config(
+        self, thread_id: str, run_id: str, request: RunCreate, owner: str | None
+    ) -> dict[str, Any]:
         recursion_limit = request.config.recursion_limit if request.config else 25
         metadata = {
             key: value
@@ -517,6 +529,8 @@ class RunService:
             and not key.startswith("__")
         }
         configurable["thread_id"] = thread_id
+        if owner is not None:
+            configurable[STORE_OWNER_KEY] = owner
         start = request.start_checkpoint()
         if start is not None:
             configurable.update(checkpoint_id=start[0], checkpoint_ns=start[1])

@@ -68,7 +68,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-class _Strict(BaseModel):
+class StrictBody(BaseModel):
     """A request body: unknown fields refused, and the whole body storable as sent."""
 
     model_config = ConfigDict(extra="forbid")
@@ -117,7 +117,7 @@ class RunConfig(_Config):
     metadata: dict[str, Any] | None = None
 
 
-class SuperstepUpdate(_Strict):
+class SuperstepUpdate(StrictBody):
     """One update of a superstep: `values` written as if `as_node` had run."""
 
     values: dict[str, Any] | None = None
@@ -125,7 +125,7 @@ class SuperstepUpdate(_Strict):
     command: None = None  # the SDK always sends the key; a command here is not supported
 
 
-class Superstep(_Strict):
+class Superstep(StrictBody):
     updates: Annotated[list[SuperstepUpdate], Field(min_length=1, max_length=32)]
 
 
@@ -134,7 +134,7 @@ MAX_TTL_MINUTES = 10 * 366 * 24 * 60
 TtlMinutes = Annotated[float, Field(gt=0, le=MAX_TTL_MINUTES, allow_inf_nan=False)]
 
 
-class ThreadTtl(_Strict):
+class ThreadTtl(StrictBody):
     """A thread's own TTL, as the SDK sends it: deleted `ttl` minutes after its last activity."""
 
     ttl: TtlMinutes
@@ -145,7 +145,7 @@ def ttl_minutes(value: float | ThreadTtl | None) -> float | None:
     return value.ttl if isinstance(value, ThreadTtl) else value
 
 
-class ThreadCreate(_Strict):
+class ThreadCreate(StrictBody):
     thread_id: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     if_exists: Literal["raise", "do_nothing"] = "raise"
@@ -166,7 +166,7 @@ ThreadField = Literal[
 ThreadStatusName = Literal["idle", "busy", "interrupted", "error"]
 
 
-class ThreadCount(_Strict):
+class ThreadCount(StrictBody):
     """`POST /threads/count`: the filters of a search."""
 
     metadata: MetadataFilter = Field(default_factory=dict)
@@ -184,14 +184,14 @@ class ThreadSearch(ThreadCount):
     extract: dict[str, Any] | None = None
 
 
-class ThreadPatch(_Strict):
+class ThreadPatch(StrictBody):
     """`PATCH /threads/{id}`: metadata merged into the thread's (top-level keys), and its TTL."""
 
     metadata: dict[str, Any] = Field(default_factory=dict)
     ttl: TtlMinutes | ThreadTtl | None = None
 
 
-class ThreadPrune(_Strict):
+class ThreadPrune(StrictBody):
     thread_ids: list[ThreadIdText] = Field(min_length=1, max_length=1000)
     strategy: Literal["delete", "keep_latest"] = "delete"
 
@@ -208,7 +208,7 @@ StateField = Literal[
 ]
 
 
-class HistoryRequest(_Strict):
+class HistoryRequest(StrictBody):
     limit: int = Field(10, ge=1, le=1000)
     before: CheckpointId | CheckpointConfig | None = None
     metadata: MetadataFilter | None = None
@@ -219,14 +219,14 @@ class HistoryRequest(_Strict):
         return self.before.id() if isinstance(self.before, CheckpointConfig) else self.before
 
 
-class StateAtCheckpoint(_Strict):
+class StateAtCheckpoint(StrictBody):
     """`POST /threads/{id}/state/checkpoint`, as the SDK's `get_state(checkpoint=…)` sends it."""
 
     checkpoint: CheckpointConfigurable
     subgraphs: bool = False
 
 
-class ThreadStateUpdate(_Strict):
+class ThreadStateUpdate(StrictBody):
     """`POST /threads/{id}/state` (the SDK's `update_state`)."""
 
     values: dict[str, Any] | None = None
@@ -257,7 +257,7 @@ AssistantField = Literal[
 ]
 
 
-class AssistantCount(_Strict):
+class AssistantCount(StrictBody):
     """POST /assistants/count, and the filters of a search."""
 
     metadata: MetadataFilter = Field(default_factory=dict)
@@ -278,14 +278,14 @@ NodeName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Breakpoints = Literal["*"] | Annotated[list[NodeName], Field(max_length=32)]
 
 
-class SendTo(_Strict):
+class SendTo(StrictBody):
     """A `Send` in `command.goto`: run `node` with `input`."""
 
     node: NodeName
     input: Any = None
 
 
-class RunCommand(_Strict):
+class RunCommand(StrictBody):
     """`command` on a run: resume an interrupt, update the state, or go to a node."""
 
     resume: Any = None
@@ -308,7 +308,7 @@ class RunCommand(_Strict):
         return [key for key, _ in self.update or ()]
 
 
-class RunCreate(_Strict):
+class RunCreate(StrictBody):
     """POST /threads/{thread_id}/runs/wait and /runs/stream."""
 
     assistant_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -367,7 +367,7 @@ class BatchRunCreate(RunCreate):
     thread_id: ThreadIdText | None = None
 
 
-class RunCancelMany(_Strict):
+class RunCancelMany(StrictBody):
     """POST /runs/cancel: the active runs of a thread, those named, or all by status."""
 
     thread_id: ThreadIdText | None = None
@@ -417,7 +417,7 @@ Schedule = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 TimezoneName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
-class CronCreate(_Strict):
+class CronCreate(StrictBody):
     """POST /runs/crons and /threads/{id}/runs/crons: a run on a schedule."""
 
     assistant_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -446,7 +446,7 @@ class CronCreate(_Strict):
         return RunCreate.model_validate({"assistant_id": self.assistant_id, **fields})
 
 
-class CronPatch(_Strict):
+class CronPatch(StrictBody):
     """PATCH /runs/crons/{cron_id}: what is sent replaces what the cron had."""
 
     schedule: Schedule | None = None
@@ -467,7 +467,7 @@ class CronPatch(_Strict):
     durability: Literal["sync", "async", "exit"] | None = None
 
 
-class CronCount(_Strict):
+class CronCount(StrictBody):
     assistant_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
     thread_id: ThreadIdText | None = None
     enabled: bool | None = None

@@ -33,8 +33,10 @@ def prepare_checkpoint_storage(settings: Settings) -> None:
         check_sqlite_version(settings)
     if settings.checkpointer == "sqlite":
         from service.storage.sqlite.schema import init_database
+        from service.storage.sqlite.store import init_sqlite_store
 
         init_database(settings.checkpoints_db_path, settings)
+        init_sqlite_store(settings.checkpoints_db_path, settings)
 
 
 def sqlite_library() -> dict[str, object]:

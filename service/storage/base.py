@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.store.base import BaseStore
 
 from service.storage.locks import ThreadGuard
 
@@ -107,6 +108,8 @@ class Persistence(Protocol):
     backend: str
     checkpointer: BaseCheckpointSaver
     guard: ThreadGuard
+    # The Store API's long-term memory, shared by all workers; set by `start()`.
+    store: BaseStore
 
     async def create_thread(
         self,

@@ -103,7 +103,13 @@ async def timed_sweep(sweep: Callable[[], Awaitable[R]]) -> R | None:
     metrics.MAINTENANCE_DELETED.labels(kind="expired_threads").inc(report.expired_deleted)
     metrics.MAINTENANCE_DELETED.labels(kind="checkpoints").inc(report.checkpoints_removed)
     metrics.MAINTENANCE_DELETED.labels(kind="run_events").inc(report.expired_events)
+    metrics.MAINTENANCE_DELETED.labels(kind="store_items").inc(report.expired_store_items)
     metrics.RUNS_RECOVERED.inc(report.stale_runs)
-    if report.expired_deleted or report.checkpoints_removed or report.stale_runs:
+    if (
+        report.expired_deleted
+        or report.checkpoints_removed
+        or report.stale_runs
+        or report.expired_store_items
+    ):
         log.info("maintenance: %s", report.as_dict())
     return report

@@ -177,6 +177,43 @@ test("approval: the interrupt, then a resume command", async () => {
   assert.equal((await client.threads.get(thread.thread_id)).status, "idle");
 });
 
+test("store: put, get, search, namespaces, delete; the agent's customer memory", async () => {
+  const space = ["js", randomUUID().slice(0, 8)];
+  await client.store.putItem(space, "note", { text: "closed on 24 December" });
+  await client.store.putItem([...space, "staff"], "eva", { role: "colorist" }, { ttl: 60 });
+  const item = await client.store.getItem(space, "note");
+  assert.deepEqual(item.value, { text: "closed on 24 December" });
+  assert.deepEqual(item.namespace, space);
+  assert.ok(item.createdAt && item.updatedAt);
+  assert.equal(await client.store.getItem(space, "missing"), null);
+  const { items } = await client.store.searchItems(space, { filter: { role: "colorist" } });
+  assert.deepEqual(
+    items.map((found) => found.key),
+    ["eva"],
+  );
+  const { namespaces } = await client.store.listNamespaces({ prefix: space });
+  assert.deepEqual(namespaces.sort(), [space, [...space, "staff"]]);
+  await client.store.deleteItem(space, "note");
+  assert.equal(await client.store.getItem(space, "note"), null);
+  await assert.rejects(
+    client.store.searchItems(space, { query: "colorist" }),
+    (error) => error.status === 422,
+  );
+
+  const contact = `${randomUUID().slice(0, 8)}@example.com`;
+  const first = await client.threads.create();
+  await client.runs.wait(first.thread_id, "agent", {
+    input: ask(`haircut tomorrow at 17:00, I'm Rosa, ${contact}`),
+  });
+  const profile = await client.store.getItem(["customers"], contact);
+  assert.equal(profile.value.name, "Rosa");
+  const later = await client.threads.create();
+  const greeted = await client.runs.wait(later.thread_id, "agent", {
+    input: ask(`hi, it's ${contact}`),
+  });
+  assert.match(greeted.messages.at(-1).content, /^Welcome back, Rosa!.*haircut/);
+});
+
 test("errors are the SDK's errors with the HTTP status", async () => {
   await assert.rejects(client.threads.get(randomUUID()), (error) => error.status === 404);
   const thread = await client.threads.create();

@@ -21,6 +21,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 
 from service.agent.context import LANGUAGE_LINE, SALON_LINE
 from service.agent.graph import last_tool_results
+from service.agent.memory import RETURNING_LINE
 from service.agent.offline import nlu
 from service.agent.offline.nlu import Intent, Lang
 from service.settings import Settings
@@ -215,6 +216,8 @@ class Dialogue:
     tools: Collection[str]
     # How the assistant introduces itself (the run's context: `salon_name`).
     salon_name: str | None = None
+    # A returning customer the system prompt names: name, contact, usual service.
+    returning: dict[str, str] | None = None
 
     @property
     def services(self) -> list[str]:
@@ -230,6 +233,8 @@ class Dialogue:
         fixed = LANGUAGE_LINE.search(system)
         salon = SALON_LINE.search(system)
         self.salon_name = salon.group(1) if salon else None
+        known = RETURNING_LINE.search(system)
+        self.returning = known.groupdict() if known else None
         lang: Lang = (
             fixed.group(1)  # type: ignore[assignment]
             if fixed
@@ -310,6 +315,15 @@ class Dialogue:
             fields.name = nlu.bare_name(humans[-1])
         if fields.date is not None and fields.date.weekday() not in self.settings.booking_open_days:
             return Reply(self.closed_text(fields.date, lang))
+        known = self.returning
+        if known and (fields.contact is None or fields.contact == known["contact"]):
+            fields.name = fields.name or known["name"]
+            fields.contact = known["contact"]
+            usual = known["service"] if known["service"] in self.services else None
+            if fields.service is None and usual:
+                if fields.date is None and fields.time is None:
+                    return Reply(self.welcome_back(known["name"], usual, lang))
+                fields.service = usual  # the usual service, as the welcome offered
         if fields.service is None or fields.date is None or fields.time is None:
             return Reply(self.ask_slot(fields, lang))
         if fields.name is None or fields.contact is None:
@@ -396,6 +410,18 @@ class Dialogue:
         if lang == "es":
             return f"Ofrecemos {offered}. Abrimos {days}, de {hours.replace('-', ' a ')}."
         return f"We offer {offered}. We're open {days}, {hours}."
+
+    def welcome_back(self, name: str, service: str, lang: Lang) -> str:
+        label = service_label(service, lang)
+        if lang == "es":
+            return (
+                f"¡Hola de nuevo, {name}! ¿Te reservo tu {label} de siempre? "
+                "Dime qué día y a qué hora (o qué otro servicio quieres)."
+            )
+        return (
+            f"Welcome back, {name}! Shall I book your usual {label}? "
+            "Tell me the day and time (or another service)."
+        )
 
     def help_text(self, lang: Lang) -> str:
         salon = self.salon_name

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.store.memory import InMemoryStore
 
 from service.settings import Settings
 from service.storage.base import IfExists, PruneStrategy, ThreadQuery, ThreadRecord
@@ -30,6 +31,7 @@ class MemoryPersistence(InMemoryRuns):
     def __init__(self, settings: Settings) -> None:
         super().__init__()
         self.checkpointer = InMemorySaver()
+        self.store = InMemoryStore()  # this worker's own, like its checkpoints
         lock_dir = Path(settings.checkpoints_db_path).parent
         if not lock_dir.exists():
             lock_dir = Path(tempfile.gettempdir())

@@ -40,6 +40,7 @@ from service.storage.postgres.guard import PostgresAdvisoryGuard, unlock_all
 from service.storage.postgres.maintenance import PostgresMaintenance
 from service.storage.postgres.pool import new_pool, pool_stats, pooled, redacted
 from service.storage.postgres.saver import DELETE_THREAD_ROWS_SQL, PostgresCheckpointer
+from service.storage.postgres.store import open_postgres_store
 from service.storage.records import (
     STATUS_COUNTS_SQL,
     THREAD_COLUMNS,
@@ -114,6 +115,7 @@ class PostgresPersistence:
     async def start(self) -> None:
         """Open the pools, then the maintenance loop and the pool gauges."""
         await self.aopen()
+        self.store = open_postgres_store(self.pool, self.settings)
         self.maintenance.start()
         self._gauges = asyncio.create_task(self._refresh_loop(), name="pool-gauges")
 

@@ -28,6 +28,7 @@ from service.storage.postgres.links import COLLECT_SQL
 from service.storage.postgres.pool import connection_kwargs
 from service.storage.postgres.saver import COMPACT_SQL, DELETE_THREAD_ROWS_SQL
 from service.storage.postgres.schema import LEADER_LOCK, LOCK_CLASS
+from service.storage.postgres.store import sweep_postgres_store
 from service.storage.run_events import EXPIRED_EVENTS_SQL
 from service.storage.run_records import ACTIVE_RUNS_SQL, STALE_RUN_SQL
 
@@ -70,6 +71,7 @@ class PostgresSweepReport:
     skipped_busy: int = 0
     stale_runs: int = 0
     expired_events: int = 0
+    expired_store_items: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,6 +146,7 @@ class PostgresSweeper:
             keep = self.settings.keep_last_checkpoints
             if keep:
                 await self._retain(conn, keep, batch, report)
+        report.expired_store_items = await sweep_postgres_store(self.pool)
         return report
 
     async def _expire(

@@ -18,6 +18,7 @@ from langgraph.checkpoint.postgres import PostgresSaver
 from psycopg.rows import dict_row
 
 from service.storage.postgres.links import LINKS_DDL
+from service.storage.postgres.store import init_postgres_store
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ def init_postgres(url: str) -> None:
     """Create or upgrade the checkpoint and thread tables; idempotent."""
     with connect(url) as conn, schema_lock(conn):
         PostgresSaver(conn).setup()
+        init_postgres_store(conn)
         with conn.transaction():
             conn.execute(LINKS_DDL)  # message links: full history, stored linearly
         new_threads_table = (

@@ -72,6 +72,7 @@ from service.storage.sqlite.driver import (
 )
 from service.storage.sqlite.maintainer import SqliteMaintenance
 from service.storage.sqlite.saver import SqliteCheckpointer
+from service.storage.sqlite.store import open_sqlite_store
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,8 @@ class SqlitePersistence:
         return self.maintenance.lock.held
 
     async def start(self) -> None:
-        """Start the maintenance loop (it works only while this worker leads)."""
+        """Open the store; start the maintenance loop (it works only while this worker leads)."""
+        self.store = await open_sqlite_store(self.path, self.settings)
         self.maintenance.start()
 
     async def touch(self, thread_id: str) -> None:
@@ -495,5 +497,7 @@ class SqlitePersistence:
 
     async def aclose(self) -> None:
         await self.maintenance.stop()
+        if hasattr(self, "store"):
+            await self.store.aclose()
         self.checkpointer.close()
         self.guard.close()

@@ -23,6 +23,7 @@ from service.storage.run_events import EXPIRED_EVENTS_SQL
 from service.storage.run_records import ACTIVE_RUNS_SQL, STALE_RUN_SQL
 from service.storage.sqlite.driver import connect, immediate, sqlite3
 from service.storage.sqlite.links import collect_links
+from service.storage.sqlite.store import sweep_sqlite_store
 
 Progress = Callable[[int, int], None]
 
@@ -164,6 +165,7 @@ class SweepReport:
     skipped_busy: int = 0
     stale_runs: int = 0
     expired_events: int = 0
+    expired_store_items: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -204,6 +206,7 @@ def sweep(
     with maintenance_connection(path, settings) as conn:
         report.stale_runs = fail_stale_runs(conn, is_busy)
         report.expired_events = expire_run_events(conn, settings.resumable_stream_ttl_s)
+        report.expired_store_items = sweep_sqlite_store(conn, settings)
         finders = [expired_by_own_ttl]
         if settings.thread_ttl_days > 0:
             days = settings.thread_ttl_days
