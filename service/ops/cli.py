@@ -207,7 +207,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     print(
         f"{report.threads} threads: {report.copied} copied ({report.checkpoints} checkpoints, "
         f"{report.writes} writes), {report.skipped} already complete; "
-        f"{report.appointments} appointments; {report.sampled} states compared"
+        f"{report.appointments} appointments; {report.store_items} store items; "
+        f"{report.sampled} states compared"
     )
     if report.problems:
         print("verification FAILED:", *report.problems[:20], sep="\n  ", file=sys.stderr)

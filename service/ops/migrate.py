@@ -92,6 +92,15 @@ INSERT_CRON_SQL = f"""
 INSERT INTO crons ({CRON_COLUMNS}) VALUES ({", ".join(["%s"] * 14)})
 ON CONFLICT (cron_id) DO NOTHING
 """
+# The Store API's items, in langgraph's store tables (the same columns on both backends).
+STORE_COLUMNS = "prefix, key, value, created_at, updated_at, expires_at, ttl_minutes"
+INSERT_STORE_ITEM_SQL = f"""
+INSERT INTO store ({STORE_COLUMNS})
+VALUES (%s, %s, %s::jsonb, %s::timestamptz, %s::timestamptz, %s::timestamptz, %s)
+ON CONFLICT (prefix, key) DO UPDATE SET value = EXCLUDED.value,
+    created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
+    expires_at = EXCLUDED.expires_at, ttl_minutes = EXCLUDED.ttl_minutes
+"""
 APPOINTMENT_COLUMNS = (
     "confirmation_code, service, starts_at, customer_name, contact, status, "
     "idempotency_key, created_at, cancelled_at"
@@ -119,6 +128,7 @@ class MigrationReport:
     checkpoints: int = 0
     writes: int = 0
     appointments: int = 0
+    store_items: int = 0
     sampled: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -142,6 +152,17 @@ def parse_target(value: str) -> str:
     if value.startswith("postgres:"):
         return value.removeprefix("postgres:")
     raise MigrationError(f"--to must be postgres:URL, got {value!r}")
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _utc(stamp: str | None) -> str | None:
+    """SQLite's CURRENT_TIMESTAMP is UTC without an offset; Python's carries one."""
+    if stamp is None or stamp.endswith("Z") or "+" in stamp[19:] or "-" in stamp[19:]:
+        return stamp
+    return stamp + "+00:00"
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -268,6 +289,24 @@ class Migration:
                 await cur.executemany(self.saver.UPSERT_CHECKPOINT_BLOBS_SQL, blobs)
             await cur.executemany(INSERT_CHECKPOINT_SQL, checkpoints)
 
+    async def copy_store_items(self) -> int:
+        """The Store API's items, as they are (timestamps and TTLs included); an item
+        already in the target is overwritten, so a second run changes nothing."""
+        if not self.src.execute("SELECT 1 FROM sqlite_master WHERE name = 'store'").fetchone():
+            return 0
+        copied = 0
+        rows = self.src.execute(f"SELECT {STORE_COLUMNS} FROM store ORDER BY prefix, key")
+        async with self.pool.connection() as conn:
+            while batch := rows.fetchmany(self.batch_size):
+                items = [
+                    (prefix, key, _text(value), _utc(made), _utc(changed), _utc(expires), ttl)
+                    for prefix, key, value, made, changed, expires, ttl in batch
+                ]
+                async with conn.transaction(), conn.cursor() as cur:
+                    await cur.executemany(INSERT_STORE_ITEM_SQL, items)
+                copied += len(items)
+        return copied
+
     async def copy_appointments(self, path: Path) -> int:
         await asyncio.to_thread(PostgresBookingDatabase(self.target, self.settings).init_schema)
         src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -387,6 +426,7 @@ class Migration:
                         bar.update(1)
                         bar.set_postfix(copied=report.copied, skipped=report.skipped)
                 await self.copy_crons(conn, "thread_id IS NULL", ())  # stateless crons
+            report.store_items = await self.copy_store_items()
             if appointments is not None:
                 report.appointments = await self.copy_appointments(appointments)
             report.problems, report.sampled = await self.verify(summaries, sample)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from langgraph.store.sqlite import SqliteStore
 
 from service.bookings.store import BookingStore
 from service.ops.cli import main
@@ -19,8 +21,10 @@ from service.settings import Settings
 from service.storage.cron_records import CRON_COLUMNS
 from service.storage.postgres.pool import new_pool
 from service.storage.postgres.saver import PostgresCheckpointer
+from service.storage.sqlite.driver import connect
 from service.storage.sqlite.saver import SqliteCheckpointer
 from service.storage.sqlite.schema import init_database
+from service.storage.sqlite.store import init_sqlite_store
 from tests.support.server import ROOT
 
 pytestmark = pytest.mark.timeout(180)
@@ -89,6 +93,11 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
     saver.close()
     store.close()
+    init_sqlite_store(path, settings)
+    with contextlib.closing(connect(path, settings)) as db:
+        items = SqliteStore(db)
+        items.put(("customers",), "ana@example.com", {"name": "Ana", "services": {"haircut": 2}})
+        items.put(("notes",), "hours", {"summer": "09:00-14:00"}, ttl=600)
     return path
 
 
@@ -140,6 +149,15 @@ def test_migrate_copies_verifies_and_resumes(
     assert one(pg_url, "SELECT kwargs -> 'input' ->> 'messages' FROM runs") == "[]"
     assert one(pg_url, "SELECT count(*) FROM crons WHERE enabled") == 2
     assert one(pg_url, "SELECT thread_id FROM crons WHERE cron_id = 'c1'") == "t1"
+    assert "2 store items" in cli.stdout
+    assert one(pg_url, "SELECT value ->> 'name' FROM store WHERE key = 'ana@example.com'") == "Ana"
+    assert one(pg_url, "SELECT ttl_minutes FROM store WHERE prefix = 'notes'") == 600
+    # SQLite's timestamps are UTC: the copy says so, whatever the session's time zone.
+    made = "SELECT abs(extract(epoch FROM now() - created_at)) < 600 FROM store WHERE key = %s"
+    assert one(pg_url, made, "ana@example.com")
+    assert one(
+        pg_url, "SELECT expires_at > now() + interval '9 hours' FROM store WHERE prefix = 'notes'"
+    )
 
     # Idempotent: nothing to do the second time.
     assert run(source, pg_url) == EXIT_OK
