@@ -3,28 +3,54 @@ SDKs send them."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+)
 
 from service.schemas.models import StrictBody
 
 MAX_NAMESPACE_DEPTH = 10
 # A label holds no period: the SDKs and the stores join labels with them.
 NamespaceLabel = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^.]+$")]
-Namespace = Annotated[list[NamespaceLabel], Field(min_length=1, max_length=MAX_NAMESPACE_DEPTH)]
+RESERVED_ROOT = "langgraph"
+
+
+def _not_reserved(namespace: list[str]) -> list[str]:
+    if namespace and namespace[0] == RESERVED_ROOT:
+        raise ValueError(f"the root label {RESERVED_ROOT!r} is reserved")
+    return namespace
+
+
+Namespace = Annotated[
+    list[NamespaceLabel],
+    Field(min_length=1, max_length=MAX_NAMESPACE_DEPTH),
+    AfterValidator(_not_reserved),
+]
 NamespacePrefix = Annotated[list[NamespaceLabel], Field(max_length=MAX_NAMESPACE_DEPTH)]
 ItemKey = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 # Minutes; at most ten years.
 TtlMinutes = Annotated[float, Field(gt=0, le=10 * 525_600)]
-FieldName = Annotated[str, StringConstraints(max_length=256)]
-ValueFilter = Annotated[dict[FieldName, Any], Field(max_length=32)]
+# The stores put field names into their SQL: they take these characters only.
+FieldName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,256}$")]
+FilterValue = StrictStr | StrictBool | StrictInt | StrictFloat | None
+FilterOperator = Literal["$eq", "$ne", "$gt", "$gte", "$lt", "$lte"]
+FilterCondition = Annotated[dict[FilterOperator, FilterValue], Field(min_length=1, max_length=6)]
+# Each field equal to a value, or meeting every condition given for it.
+ValueFilter = Annotated[dict[FieldName, FilterValue | FilterCondition], Field(max_length=32)]
 
 
 class StorePut(StrictBody):
     namespace: Namespace
     key: ItemKey
-    value: dict[str, Any]
+    value: dict[str, object]
     # Fields to index for semantic search; no index is configured here, so only `false`
     # or nothing is meaningful (see the README's differences).
     index: bool | list[FieldName] | None = None

@@ -10,7 +10,7 @@ own, which callers never see.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 
 from langgraph.store.base import BaseStore, Op, Result, TTLConfig
 
@@ -70,13 +70,11 @@ class SharedStore(BaseStore):
         inner: BaseStore,
         transient: tuple[type[BaseException], ...],
         retry_after_s: int,
-        close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.inner = inner
         self.ttl_config = inner.ttl_config
         self._transient = transient
         self._retry_after_s = retry_after_s
-        self._close = close
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         try:
@@ -89,10 +87,6 @@ class SharedStore(BaseStore):
             return await self.inner.abatch(ops)
         except self._transient as exc:
             raise self._unavailable(exc) from exc
-
-    async def aclose(self) -> None:
-        if self._close is not None:
-            await self._close()
 
     def _unavailable(self, exc: BaseException) -> StorageUnavailableError:
         return StorageUnavailableError(

@@ -114,6 +114,15 @@ def test_an_item_with_a_ttl_is_swept_after_it(server: ServerProcess) -> None:
         ("POST", "/store/items/search", {"namespace_prefix": ["bad"], "query": "hair"}, None),
         ("POST", "/store/items/search", {"namespace_prefix": ["bad"], "limit": 0}, None),
         ("POST", "/store/namespaces", {"max_depth": 0}, None),
+        ("PUT", "/store/items", {"namespace": ["langgraph"], "key": "k", "value": {}}, None),
+        ("POST", "/store/items/search", {"namespace_prefix": [], "filter": {"a b": 1}}, None),
+        ("POST", "/store/items/search", {"namespace_prefix": [], "filter": {"a": [1]}}, None),
+        (
+            "POST",
+            "/store/items/search",
+            {"namespace_prefix": [], "filter": {"a": {"$in": 1}}},
+            None,
+        ),
     ],
 )
 def test_bad_input_is_a_422_and_writes_nothing(

@@ -94,8 +94,6 @@ async def search_items(body: StoreSearch, state: State, caller: Caller) -> Respo
     """Items under a namespace prefix, filtered by their values' fields."""
     if body.query:
         raise HTTPException(422, NO_INDEX)
-    if body.filter:
-        _check_value_depth(body.filter, state.settings.max_json_depth)
     items = await state.persistence.store.asearch(
         scoped(caller.owner, tuple(body.namespace_prefix)),
         filter=body.filter,

@@ -123,7 +123,7 @@ class SqlitePersistence:
 
     async def start(self) -> None:
         """Open the store; start the maintenance loop (it works only while this worker leads)."""
-        self.store = await open_sqlite_store(self.path, self.settings)
+        self.store = open_sqlite_store(self.path, self.settings)
         self.maintenance.start()
 
     async def touch(self, thread_id: str) -> None:
@@ -497,7 +497,5 @@ class SqlitePersistence:
 
     async def aclose(self) -> None:
         await self.maintenance.stop()
-        if hasattr(self, "store"):
-            await self.store.aclose()
         self.checkpointer.close()
         self.guard.close()
