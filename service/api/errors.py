@@ -23,6 +23,10 @@ from service.runs.errors import (
 )
 from service.schemas.validation import quote, safe_text
 from service.storage.errors import (
+    AssistantExistsError,
+    AssistantNotFoundError,
+    AssistantVersionNotFoundError,
+    BuiltInAssistantError,
     CheckpointNotFoundError,
     CronNotFoundError,
     RunActiveError,
@@ -70,6 +74,33 @@ ERROR_TABLE: list[tuple[type[BaseException], int, Detail, Callable[[Any], dict] 
     ),
     (ThreadExistsError, 409, _thread("already exists"), None),
     (CronNotFoundError, 404, lambda exc: f"Cron {quote(exc.args[0])} not found", None),
+    (
+        AssistantNotFoundError,
+        404,
+        lambda exc: f"Assistant {quote(exc.args[0])} not found",
+        None,
+    ),
+    (
+        AssistantVersionNotFoundError,
+        404,
+        lambda exc: f"Assistant {quote(exc.args[0])} has no version {exc.args[1]}",
+        None,
+    ),
+    (
+        AssistantExistsError,
+        409,
+        lambda exc: f"Assistant {quote(exc.args[0])} already exists",
+        None,
+    ),
+    (
+        BuiltInAssistantError,
+        409,
+        lambda exc: (
+            f"Assistant {quote(exc.args[0])} is the graph's own: it cannot be changed or "
+            "deleted; create an assistant of the graph instead"
+        ),
+        None,
+    ),
     (
         RunEndedError,
         409,

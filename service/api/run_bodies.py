@@ -6,25 +6,21 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import HTTPException
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from service.api.deps import AppState
 from service.api.limits import check_metadata
-from service.api.routes.assistants import known_assistant
 from service.api.thread_bodies import thread_config
 from service.runs.encoding import encode
 from service.runs.execution import RunExecution
 from service.runs.stream_modes import event_mode
 from service.schemas.models import BatchRunCreate, RunCreate
-from service.schemas.validation import quote
 from service.storage.base import RunRecord
 
 
 def check_run_request(body: RunCreate, state: AppState) -> None:
-    """What every run endpoint checks before it touches storage."""
-    if not known_assistant(body.assistant_id):
-        raise HTTPException(404, f"Assistant {quote(body.assistant_id)} not found")
+    """What every run endpoint checks before it touches storage (the assistant is
+    looked up when the run is prepared or accepted)."""
     check_metadata(body.metadata, state.settings, "run metadata")
     if body.config is not None:
         check_metadata(body.config.model_dump(exclude_unset=True), state.settings, "config")
@@ -54,6 +50,7 @@ async def submit_batch(
     for target, body in items:
         check_run_request(body, state)
         state.runs.check(body)
+        await state.runs.assistants.get(body.assistant_id, owner)
         if target is not None:
             await state.runs.thread_for(target, body, owner)
     accepted = []

@@ -109,6 +109,7 @@ CHECKPOINT_OPERATIONS = (
     "thread",
     "run",
     "queue",
+    "assistant",
 )
 GUARD_REJECTION_REASONS = ("reject", "timeout")
 MAINTENANCE_RESULTS = ("ok", "error")

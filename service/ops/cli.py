@@ -208,6 +208,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         f"{report.threads} threads: {report.copied} copied ({report.checkpoints} checkpoints, "
         f"{report.writes} writes), {report.skipped} already complete; "
         f"{report.appointments} appointments; {report.store_items} store items; "
+        f"{report.assistants} assistants; "
         f"{report.sampled} states compared"
     )
     if report.problems:

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from service.bookings.postgres import PostgresBookingDatabase
 from service.settings import Settings
+from service.storage.assistant_records import VERSION_COLUMNS
 from service.storage.cron_records import CRON_COLUMNS
 from service.storage.postgres.links import INSERT_LINK_SQL
 from service.storage.postgres.pool import new_pool
@@ -101,6 +102,15 @@ ON CONFLICT (prefix, key) DO UPDATE SET value = EXCLUDED.value,
     created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
     expires_at = EXCLUDED.expires_at, ttl_minutes = EXCLUDED.ttl_minutes
 """
+ASSISTANT_COLUMNS = "assistant_id, version, created_at, updated_at"
+INSERT_ASSISTANT_ROW_SQL = (
+    f"INSERT INTO assistants ({ASSISTANT_COLUMNS}) VALUES (%s, %s, %s, %s) "
+    "ON CONFLICT (assistant_id) DO NOTHING"
+)
+INSERT_VERSION_ROW_SQL = (
+    f"INSERT INTO assistant_versions ({VERSION_COLUMNS}) VALUES ({', '.join(['%s'] * 9)}) "
+    "ON CONFLICT (assistant_id, version) DO NOTHING"
+)
 APPOINTMENT_COLUMNS = (
     "confirmation_code, service, starts_at, customer_name, contact, status, "
     "idempotency_key, created_at, cancelled_at"
@@ -129,6 +139,7 @@ class MigrationReport:
     writes: int = 0
     appointments: int = 0
     store_items: int = 0
+    assistants: int = 0
     sampled: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -307,6 +318,17 @@ class Migration:
                 copied += len(items)
         return copied
 
+    async def copy_assistants(self) -> int:
+        """Stored assistants with every version, as they are; ones already there are kept."""
+        if not self.src.execute("SELECT 1 FROM sqlite_master WHERE name = 'assistants'").fetchone():
+            return 0
+        heads = self.src.execute(f"SELECT {ASSISTANT_COLUMNS} FROM assistants").fetchall()
+        versions = self.src.execute(f"SELECT {VERSION_COLUMNS} FROM assistant_versions").fetchall()
+        async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.executemany(INSERT_ASSISTANT_ROW_SQL, heads)
+            await cur.executemany(INSERT_VERSION_ROW_SQL, versions)
+        return len(heads)
+
     async def copy_appointments(self, path: Path) -> int:
         await asyncio.to_thread(PostgresBookingDatabase(self.target, self.settings).init_schema)
         src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -427,6 +449,7 @@ class Migration:
                         bar.set_postfix(copied=report.copied, skipped=report.skipped)
                 await self.copy_crons(conn, "thread_id IS NULL", ())  # stateless crons
             report.store_items = await self.copy_store_items()
+            report.assistants = await self.copy_assistants()
             if appointments is not None:
                 report.appointments = await self.copy_appointments(appointments)
             report.problems, report.sampled = await self.verify(summaries, sample)

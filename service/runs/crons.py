@@ -26,7 +26,11 @@ from service.runs.lifecycle import RunService
 from service.runs.loops import WorkerLoop
 from service.schemas.models import CronCreate, CronPatch, RunCreate
 from service.storage.base import CronRecord
-from service.storage.errors import StorageUnavailableError, ThreadNotFoundError
+from service.storage.errors import (
+    AssistantNotFoundError,
+    StorageUnavailableError,
+    ThreadNotFoundError,
+)
 from service.storage.locks import ThreadBusyError
 from service.storage.records import iso_utc, parse_iso
 
@@ -199,7 +203,7 @@ class CronService:
                 temporary = cron.on_run_completed != "keep"
                 thread_id = str(uuid.uuid4())
                 await self.runs.submit(thread_id, request, cron.user_id, temporary=temporary)
-        except (ThreadNotFoundError, ThreadBusyError, RunInputError) as exc:
+        except (ThreadNotFoundError, ThreadBusyError, RunInputError, AssistantNotFoundError) as exc:
             metrics.CRON_FIRINGS.labels(result="refused").inc()
             log.warning("cron %s could not start its run: %s", cron.cron_id, exc)
             return 0

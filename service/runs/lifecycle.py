@@ -20,9 +20,9 @@ from typing import Any
 
 from langgraph.checkpoint.base.id import uuid6
 from langgraph.graph.state import CompiledStateGraph
-from pydantic import BaseModel, ValidationError
 
 from service.observability import metrics
+from service.runs.assistants import AssistantService, check_context, merged_config
 from service.runs.commands import check_breakpoints, check_resume, to_command
 from service.runs.errors import (
     ClientGone,
@@ -33,6 +33,7 @@ from service.runs.errors import (
 from service.runs.execution import PreparedRun, RunExecution
 from service.schemas.models import RunCreate
 from service.settings import Settings
+from service.storage.assistant_records import AssistantRecord
 from service.storage.base import CancelAction, Persistence, RunRecord, RunStatus, ThreadRecord
 from service.storage.errors import (
     CheckpointNotFoundError,
@@ -174,6 +175,8 @@ class RunService:
         self.graph = graph
         # The graph's name, which a run's thread records with the assistant it ran as.
         self.graph_id = graph_id
+        context_schema = getattr(getattr(graph, "builder", None), "context_schema", None)
+        self.assistants = AssistantService(persistence, graph_id, context_schema)
         self.persistence = persistence
         self.settings = settings
         # This worker's runs in flight, by id (for cancel and join).
@@ -235,17 +238,21 @@ class RunService:
         run_id: str,
         request: RunCreate,
         graph_input: Any,
-        owner: str | None = None,
+        owner: str | None,
+        assistant: AssistantRecord,
     ) -> PreparedRun:
+        """The run as it will execute: the assistant's config and context under the
+        request's own."""
+        context = {**assistant.context, **(request.context or {})}
         return PreparedRun(
             thread_id=thread_id,
             run_id=run_id,
             graph_input=graph_input,
-            config=self._config(thread_id, run_id, request, owner),
+            config=self._config(thread_id, run_id, request, owner, assistant),
             durability=request.durability or self.settings.checkpoint_durability,
             stream_modes=request.stream_modes(),
             subgraphs=request.stream_subgraphs,
-            context=request.context,
+            context=context or None,
             on_disconnect=request.on_disconnect or "continue",
             interrupt_before=request.interrupt_before,
             interrupt_after=request.interrupt_after,
@@ -267,8 +274,11 @@ class RunService:
         `interrupt` or `rollback`, the thread's active runs are cancelled first.
         """
         strategy, graph_input = self.check(request)
+        assistant = await self.assistants.get(request.assistant_id, owner)
+        if request.after_seconds:
+            await _unless_gone(asyncio.sleep(request.after_seconds), client_gone)
         record = await self.thread_for(thread_id, request, owner)
-        prepared = self._prepared(thread_id, new_run_id(), request, graph_input, owner)
+        prepared = self._prepared(thread_id, new_run_id(), request, graph_input, owner, assistant)
         if strategy in ("interrupt", "rollback"):
             await self.cancel_thread_runs(thread_id, strategy)
         wait = strategy != "reject"
@@ -314,6 +324,7 @@ class RunService:
         """Accept a background run: checked like any run, then queued as `pending` for
         whichever worker takes it. Only `reject` refuses a busy thread (409)."""
         strategy, _ = self.check(request)
+        assistant = await self.assistants.get(request.assistant_id, owner)
         record = await self.thread_for(thread_id, request, owner)
         persistence = self.persistence
         if record is not None and strategy == "reject":
@@ -327,7 +338,7 @@ class RunService:
             await self._note_assistant(record, request)
             if strategy in ("interrupt", "rollback"):
                 await self.cancel_thread_runs(thread_id, strategy)
-        prepared = self._prepared(thread_id, new_run_id(), request, None)
+        prepared = self._prepared(thread_id, new_run_id(), request, None, owner, assistant)
         if record is not None:
             await self._check_start(prepared, request)  # checked again when it starts
         run = self._record(prepared, request, strategy, "pending")
@@ -338,6 +349,13 @@ class RunService:
         await self.persistence.create_run(run)
         self.queued.set()
         return run
+
+    @staticmethod
+    def not_due(run: RunRecord) -> bool:
+        """A pending run whose `after_seconds` have not passed: it waits, keeping its
+        thread's later runs behind it."""
+        delay = run.kwargs.get("after_seconds")
+        return bool(delay) and seconds_since(run.created_at) < delay
 
     async def start_queued(self, run: RunRecord) -> bool:
         """Start a pending run if its thread is free and no other worker took it first.
@@ -365,7 +383,10 @@ class RunService:
             request = RunCreate.model_validate(stored_request(run))
             _, graph_input = self.check(request)
             owner = run.kwargs.get("owner")
-            prepared = self._prepared(run.thread_id, run.run_id, request, graph_input, owner)
+            assistant = await self.assistants.get(request.assistant_id, owner)
+            prepared = self._prepared(
+                run.thread_id, run.run_id, request, graph_input, owner, assistant
+            )
             prepared.stack = stack
             prepared.temporary = bool(run.kwargs.get("temporary"))
             await self._check_start(prepared, request)
@@ -475,18 +496,7 @@ class RunService:
 
     def _check_context(self, request: RunCreate) -> None:
         """The run's `context` fits the graph's context schema."""
-        if request.context is None:
-            return
-        schema = self.graph.builder.context_schema
-        if isinstance(schema, type) and issubclass(schema, BaseModel):
-            try:
-                schema.model_validate(request.context)
-            except ValidationError as exc:
-                problems = "; ".join(
-                    f"{'.'.join(map(str, error['loc'])) or 'context'}: {error['msg']}"
-                    for error in exc.errors()
-                )
-                raise RunInputError(f"invalid `context`: {problems}") from None
+        check_context(self.assistants.context_schema, request.context)
 
     def _graph_input(self, request: RunCreate) -> Any:
         if request.command is not None:
@@ -510,9 +520,14 @@ class RunService:
             check_resume(snapshot, command.resume)
 
     def _config(
-        self, thread_id: str, run_id: str, request: RunCreate, owner: str | None
+        self,
+        thread_id: str,
+        run_id: str,
+        request: RunCreate,
+        owner: str | None,
+        assistant: AssistantRecord,
     ) -> dict[str, Any]:
-        recursion_limit = request.config.recursion_limit if request.config else 25
+        limit, sent_configurable = merged_config(assistant.config, request.config)
         metadata = {
             key: value
             for key, value in request.metadata.items()
@@ -521,9 +536,7 @@ class RunService:
         metadata.update(run_id=run_id, thread_id=thread_id, assistant_id=request.assistant_id)
         configurable: dict[str, Any] = {
             key: value
-            for key, value in (
-                (request.config.configurable if request.config else None) or {}
-            ).items()
+            for key, value in sent_configurable.items()
             if isinstance(key, str)
             and key not in _RESERVED_CONFIGURABLE
             and not key.startswith("__")
@@ -538,7 +551,7 @@ class RunService:
             "configurable": configurable,
             "metadata": metadata,
             "run_id": run_id,
-            "recursion_limit": recursion_limit,
+            "recursion_limit": limit or 25,
         }
 
     async def start(

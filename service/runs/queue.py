@@ -41,6 +41,9 @@ class RunQueue(WorkerLoop):
         self.runs = runs
         self.settings = settings
         self._gauges_at = 0.0
+        # Pending runs not due yet (`after_seconds`) seen last pass: the next pass looks
+        # past as many more, so that they never hide the runs behind them.
+        self._not_due = 0
 
     async def _loop(self) -> None:
         while True:
@@ -59,11 +62,15 @@ class RunQueue(WorkerLoop):
         await self.runs.apply_cancel_requests()
         free = self.settings.background_runs_per_worker - self.runs.background_active
         if free > 0:
-            for run in await self.runs.persistence.next_pending_runs(free * 2):
+            not_due = 0
+            for run in await self.runs.persistence.next_pending_runs(free * 2 + self._not_due):
                 if free <= 0:
                     break
-                if run.run_id not in self.runs.executions and await self.runs.start_queued(run):
+                if self.runs.not_due(run):
+                    not_due += 1
+                elif run.run_id not in self.runs.executions and await self.runs.start_queued(run):
                     free -= 1
+            self._not_due = not_due
         now = time.monotonic()
         if now - self._gauges_at >= _GAUGE_INTERVAL_S:
             self._gauges_at = now

@@ -243,37 +243,6 @@ class ThreadStateUpdate(StrictBody):
         return (self.checkpoint.checkpoint_ns if self.checkpoint else None) or ""
 
 
-AssistantField = Literal[
-    "assistant_id",
-    "graph_id",
-    "name",
-    "description",
-    "config",
-    "context",
-    "metadata",
-    "version",
-    "created_at",
-    "updated_at",
-]
-
-
-class AssistantCount(StrictBody):
-    """POST /assistants/count, and the filters of a search."""
-
-    metadata: MetadataFilter = Field(default_factory=dict)
-    graph_id: Annotated[str, StringConstraints(max_length=128)] | None = None
-    # A case-insensitive substring of the assistant's name.
-    name: Annotated[str, StringConstraints(max_length=128)] | None = None
-
-
-class AssistantSearch(AssistantCount):
-    limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0, le=1_000_000)
-    sort_by: Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"] | None = None
-    sort_order: Literal["asc", "desc"] | None = None
-    select: Annotated[list[AssistantField], Field(min_length=1, max_length=10)] | None = None
-
-
 NodeName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Breakpoints = Literal["*"] | Annotated[list[NodeName], Field(max_length=32)]
 
@@ -327,7 +296,9 @@ class RunCreate(StrictBody):
     if_not_exists: Literal["create", "reject"] = "reject"
     on_disconnect: Literal["cancel", "continue"] | None = None
     on_completion: Literal["delete", "keep"] | None = None
-    after_seconds: float | None = None
+    # A background run waits this long in the queue before it may start; a wait or
+    # stream run, before it takes the thread.
+    after_seconds: float | None = Field(None, ge=0, le=86_400)
     durability: Literal["sync", "async", "exit"] | None = None
     stream_mode: StreamModes = "values"
     stream_subgraphs: bool = False
@@ -350,10 +321,7 @@ class RunCreate(StrictBody):
 
     def unsupported_fields(self) -> list[str]:
         """Options the SDK can send that this service does not implement."""
-        asked = {
-            "webhook": self.webhook,
-            "after_seconds": self.after_seconds,
-        }
+        asked = {"webhook": self.webhook}
         return [name for name, value in asked.items() if value]
 
 

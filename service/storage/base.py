@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
 
+from service.storage.assistant_records import AssistantRecord
 from service.storage.locks import ThreadGuard
 
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
@@ -199,6 +200,32 @@ class Persistence(Protocol):
         ...
 
     async def get_run(self, thread_id: str, run_id: str) -> RunRecord | None: ...
+
+    # --- assistants ---------------------------------------------------------------------
+    async def create_assistant(self, record: AssistantRecord) -> bool:
+        """Its first version; False (nothing written) if the id is taken."""
+        ...
+
+    async def add_assistant_version(self, record: AssistantRecord) -> AssistantRecord | None:
+        """`record`'s fields as the assistant's next version, now in use; None if there is
+        no such assistant."""
+        ...
+
+    async def set_assistant_version(self, assistant_id: str, version: int) -> bool:
+        """Use one of the assistant's versions; False if it has none by that number."""
+        ...
+
+    async def get_assistant(self, assistant_id: str) -> AssistantRecord | None: ...
+
+    async def list_assistants(self) -> list[AssistantRecord]:
+        """Every stored assistant as its version in use, oldest first."""
+        ...
+
+    async def list_assistant_versions(self, assistant_id: str) -> list[AssistantRecord]:
+        """Every version, newest first (empty: no such assistant)."""
+        ...
+
+    async def delete_assistant(self, assistant_id: str) -> bool: ...
 
     # --- crons --------------------------------------------------------------------------
     async def save_cron(self, cron: CronRecord) -> None:

@@ -45,3 +45,19 @@ class RunEndedError(Exception):
 
 class CronNotFoundError(LookupError):
     """No cron with this id (or another owner's)."""
+
+
+class AssistantNotFoundError(LookupError):
+    """No assistant with this id (or another owner's)."""
+
+
+class AssistantExistsError(ValueError):
+    """An assistant with this id exists (`if_exists=raise`)."""
+
+
+class AssistantVersionNotFoundError(LookupError):
+    """The assistant has no version by that number (`args`: assistant id, version)."""
+
+
+class BuiltInAssistantError(Exception):
+    """The graph's own assistant is not stored: it cannot be edited or deleted."""

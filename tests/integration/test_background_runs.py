@@ -306,3 +306,28 @@ def test_a_batch_on_a_thread_runs_in_the_order_sent(server: ServerProcess) -> No
         json=[{"assistant_id": "agent", "input": ask("x")}],
     )
     assert missing.status_code == 404
+
+
+def test_after_seconds_delays_a_run_and_the_runs_behind_it(server: ServerProcess) -> None:
+    client = get_sync_client(url=server.base_url)
+    thread_id = client.threads.create()["thread_id"]
+    accepted = time.monotonic()
+    later = client.runs.create(thread_id, "agent", input=ask("later"), after_seconds=2)
+    behind = client.runs.create(thread_id, "agent", input=ask("behind"))
+    elsewhere = client.threads.create()["thread_id"]
+    now = client.runs.create(elsewhere, "agent", input=ask("now"))
+    assert humans(client.runs.join(elsewhere, now["run_id"])) == ["now"]  # not held up
+    assert time.monotonic() - accepted < 2
+    assert client.runs.get(thread_id, later["run_id"])["status"] == "pending"
+    assert client.runs.get(thread_id, behind["run_id"])["status"] == "pending"
+    assert humans(client.runs.join(thread_id, behind["run_id"])) == ["later", "behind"]
+    assert time.monotonic() - accepted >= 2
+    # A wait run waits before it takes the thread; a bad delay is a 422 that runs nothing.
+    started = time.monotonic()
+    client.runs.wait(thread_id, "agent", input=ask("waited"), after_seconds=1)
+    assert time.monotonic() - started >= 1
+    for delay in (-1, 86_401, "soon"):
+        body = {"assistant_id": "agent", "input": ask("no"), "after_seconds": delay}
+        response = httpx.post(f"{server.base_url}/threads/{thread_id}/runs", json=body)
+        assert response.status_code == 422, response.text
+    assert len(client.runs.list(thread_id, limit=10)) == 3

@@ -98,6 +98,14 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
         items = SqliteStore(db)
         items.put(("customers",), "ana@example.com", {"name": "Ana", "services": {"haircut": 2}})
         items.put(("notes",), "hours", {"summer": "09:00-14:00"}, ttl=600)
+        stamp = "2026-12-01T10:00:00.000000Z"
+        db.execute("INSERT INTO assistants VALUES ('lola', 2, ?, ?)", (stamp, stamp))
+        for version, salon in ((1, "Lola"), (2, "Lola & Co")):
+            db.execute(
+                "INSERT INTO assistant_versions VALUES ('lola', ?, 'agent', 'Lola', NULL, "
+                "'{}', ?, '{}', ?)",
+                (version, f'{{"salon_name": "{salon}"}}', stamp),
+            )
     return path
 
 
@@ -149,7 +157,9 @@ def test_migrate_copies_verifies_and_resumes(
     assert one(pg_url, "SELECT kwargs -> 'input' ->> 'messages' FROM runs") == "[]"
     assert one(pg_url, "SELECT count(*) FROM crons WHERE enabled") == 2
     assert one(pg_url, "SELECT thread_id FROM crons WHERE cron_id = 'c1'") == "t1"
-    assert "2 store items" in cli.stdout
+    assert "2 store items" in cli.stdout and "1 assistants" in cli.stdout
+    assert one(pg_url, "SELECT version FROM assistants WHERE assistant_id = 'lola'") == 2
+    assert one(pg_url, "SELECT count(*) FROM assistant_versions WHERE assistant_id = 'lola'") == 2
     assert one(pg_url, "SELECT value ->> 'name' FROM store WHERE key = 'ana@example.com'") == "Ana"
     assert one(pg_url, "SELECT ttl_minutes FROM store WHERE prefix = 'notes'") == 600
     # SQLite's timestamps are UTC: the copy says so, whatever the session's time zone.

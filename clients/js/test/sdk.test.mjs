@@ -56,6 +56,42 @@ test("assistants: record, search by name, count, graph, schemas, subgraphs", asy
   assert.deepEqual(await client.assistants.getSubgraphs("agent", { recurse: true }), {});
 });
 
+test("stored assistants: create, run with, update, versions, latest, delete", async () => {
+  const salon = await client.assistants.create({
+    graphId: "agent",
+    name: "Peluquería Sol",
+    context: { salon_name: "Peluquería Sol", language: "es" },
+    metadata: { salon: "sol" },
+  });
+  assert.equal(salon.version, 1);
+  const thread = await client.threads.create();
+  const greeted = await client.runs.wait(thread.thread_id, salon.assistant_id, {
+    input: ask("hello"),
+  });
+  assert.match(greeted.messages.at(-1).content, /^¡Hola! Te atiende Peluquería Sol\./);
+  const renamed = await client.assistants.update(salon.assistant_id, {
+    context: { salon_name: "Sol y Sombra", language: "en" },
+  });
+  assert.equal(renamed.version, 2);
+  const versions = await client.assistants.getVersions(salon.assistant_id);
+  assert.deepEqual(
+    versions.map((version) => version.version),
+    [2, 1],
+  );
+  const again = await client.runs.wait(thread.thread_id, salon.assistant_id, {
+    input: ask("hello"),
+  });
+  assert.match(again.messages.at(-1).content, /^Hi, this is Sol y Sombra!/);
+  assert.equal((await client.assistants.setLatest(salon.assistant_id, 1)).version, 1);
+  const found = await client.assistants.search({ metadata: { salon: "sol" } });
+  assert.deepEqual(
+    found.map((item) => item.assistant_id),
+    [salon.assistant_id],
+  );
+  await client.assistants.delete(salon.assistant_id);
+  await assert.rejects(client.assistants.get(salon.assistant_id), (error) => error.status === 404);
+});
+
 test("agent-chat-ui's stream: values, messages-tuple, custom, subgraphs, resumable", async () => {
   const thread = await client.threads.create({ metadata: { customer: "js" } });
   const mine = randomUUID();

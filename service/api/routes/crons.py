@@ -66,6 +66,7 @@ async def create_cron(body: CronCreate, state: State, caller: Caller) -> Respons
     """A cron whose every firing runs on a new thread (deleted after the run unless
     `on_run_completed=keep`)."""
     check_run_request(body.run_request(), state)
+    await state.runs.assistants.get(body.assistant_id, caller.owner)
     return json_response(cron_body(await _crons(state).create(body, None, caller.owner)))
 
 
@@ -77,6 +78,7 @@ async def create_thread_cron(
 ) -> Response:
     """A cron whose firings run on this thread, in its order, like background runs."""
     check_run_request(body.run_request(), state)
+    await state.runs.assistants.get(body.assistant_id, caller.owner)
     return json_response(cron_body(await _crons(state).create(body, thread_id, caller.owner)))
 
 

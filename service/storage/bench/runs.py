@@ -1,9 +1,11 @@
-"""Run records for the benchmark backends: in this worker's memory, like their threads."""
+"""Run records, crons and assistants for the benchmark backends: in this worker's
+memory, like their threads."""
 
 from __future__ import annotations
 
 import dataclasses
 
+from service.storage.assistant_records import AssistantRecord
 from service.storage.base import CancelAction, CronRecord, RunEvent, RunRecord, RunStatus
 from service.storage.records import utcnow_iso
 from service.storage.run_records import ACTIVE_STATUSES
@@ -17,6 +19,8 @@ class InMemoryRuns:
         self._cancels: dict[str, CancelAction] = {}
         self._events: dict[str, list[RunEvent]] = {}
         self._crons: dict[str, CronRecord] = {}
+        # Each assistant's versions, oldest first, the one in use, and when that changed.
+        self._assistants: dict[str, tuple[list[AssistantRecord], int, str]] = {}
 
     async def create_run(self, run: RunRecord, *, unless_queued: bool = False) -> bool:
         if unless_queued and any(
@@ -117,6 +121,49 @@ class InMemoryRuns:
             return False
         del self._runs[run_id]
         return True
+
+    async def create_assistant(self, record: AssistantRecord) -> bool:
+        if record.assistant_id in self._assistants:
+            return False
+        now = record.created_at or utcnow_iso()
+        first = dataclasses.replace(record, version=1, created_at=now, updated_at=now)
+        self._assistants[record.assistant_id] = ([first], 1, now)
+        return True
+
+    async def add_assistant_version(self, record: AssistantRecord) -> AssistantRecord | None:
+        if record.assistant_id not in self._assistants:
+            return None
+        versions, _, _ = self._assistants[record.assistant_id]
+        now = utcnow_iso()
+        added = dataclasses.replace(record, version=len(versions) + 1, created_at=now)
+        self._assistants[record.assistant_id] = ([*versions, added], added.version, now)
+        return await self.get_assistant(record.assistant_id)
+
+    async def set_assistant_version(self, assistant_id: str, version: int) -> bool:
+        versions, _, _ = self._assistants.get(assistant_id, ([], 0, ""))
+        if not 1 <= version <= len(versions):
+            return False
+        self._assistants[assistant_id] = (versions, version, utcnow_iso())
+        return True
+
+    async def get_assistant(self, assistant_id: str) -> AssistantRecord | None:
+        if assistant_id not in self._assistants:
+            return None
+        versions, current, updated = self._assistants[assistant_id]
+        return dataclasses.replace(
+            versions[current - 1], created_at=versions[0].created_at, updated_at=updated
+        )
+
+    async def list_assistants(self) -> list[AssistantRecord]:
+        found = [await self.get_assistant(assistant_id) for assistant_id in self._assistants]
+        return [record for record in found if record is not None]
+
+    async def list_assistant_versions(self, assistant_id: str) -> list[AssistantRecord]:
+        versions, _, _ = self._assistants.get(assistant_id, ([], 0, ""))
+        return [dataclasses.replace(v, updated_at=v.created_at) for v in reversed(versions)]
+
+    async def delete_assistant(self, assistant_id: str) -> bool:
+        return self._assistants.pop(assistant_id, None) is not None
 
     async def save_cron(self, cron: CronRecord) -> None:
         kept = self._crons.get(cron.cron_id)

@@ -15,6 +15,18 @@ from psycopg.types.json import Jsonb
 
 from service.observability import metrics
 from service.settings import Settings
+from service.storage.assistant_records import (
+    DELETE_ASSISTANT_SQL,
+    INSERT_ASSISTANT_SQL,
+    INSERT_VERSION_SQL,
+    LAST_VERSION_SQL,
+    LATEST_SQL,
+    SET_VERSION_SQL,
+    VERSIONS_SQL,
+    AssistantRecord,
+    assistant_record,
+    version_params,
+)
 from service.storage.base import (
     CancelAction,
     CronRecord,
@@ -335,6 +347,89 @@ class PostgresPersistence:
         )
         oldest = rows[0]["oldest"]
         return int(rows[0]["n"]), None if oldest is None else iso_utc(oldest)
+
+    # --- assistants -------------------------------------------------------------------
+    async def create_assistant(self, record: AssistantRecord) -> bool:
+        now = record.created_at or utcnow_iso()
+
+        async def create() -> bool:
+            retry = self.settings.busy_retry_after_s
+            async with pooled(self.pool, retry) as conn, conn.transaction():
+                sql = INSERT_ASSISTANT_SQL.format(m="%s") + " RETURNING assistant_id"
+                cur = await conn.execute(sql, (record.assistant_id, now, now))
+                if await cur.fetchone() is None:
+                    return False
+                await conn.execute(
+                    INSERT_VERSION_SQL.format(m="%s"), version_params(record, 1, now)
+                )
+            self.checkpointer.committed()
+            return True
+
+        return await self.checkpointer.timed("assistant", create())
+
+    async def add_assistant_version(self, record: AssistantRecord) -> AssistantRecord | None:
+        now = utcnow_iso()
+        assistant_id = record.assistant_id
+
+        async def add() -> bool:
+            retry = self.settings.busy_retry_after_s
+            async with pooled(self.pool, retry) as conn, conn.transaction():
+                # The row lock orders concurrent edits: each gets the next number.
+                cur = await conn.execute(
+                    "SELECT version FROM assistants WHERE assistant_id = %s FOR UPDATE",
+                    (assistant_id,),
+                )
+                if await cur.fetchone() is None:
+                    return False
+                cur = await conn.execute(LAST_VERSION_SQL.format(m="%s"), (assistant_id,))
+                row = await cur.fetchone()
+                version = int(row["max"]) + 1
+                await conn.execute(
+                    INSERT_VERSION_SQL.format(m="%s"), version_params(record, version, now)
+                )
+                await conn.execute(
+                    SET_VERSION_SQL.format(m="%s"),
+                    (version, now, assistant_id, assistant_id, version),
+                )
+            self.checkpointer.committed()
+            return True
+
+        if not await self.checkpointer.timed("assistant", add()):
+            return None
+        return await self.get_assistant(assistant_id)
+
+    async def set_assistant_version(self, assistant_id: str, version: int) -> bool:
+        sql = SET_VERSION_SQL.format(m="%s") + " RETURNING assistant_id"
+        params = (version, utcnow_iso(), assistant_id, assistant_id, version)
+        return await self._changed(sql, params)
+
+    async def get_assistant(self, assistant_id: str) -> AssistantRecord | None:
+        sql = f"{LATEST_SQL} WHERE a.assistant_id = %s"
+        rows = await self.checkpointer.timed("assistant", self._fetch(sql, (assistant_id,)))
+        return assistant_record(rows[0]) if rows else None
+
+    async def list_assistants(self) -> list[AssistantRecord]:
+        sql = f"{LATEST_SQL} ORDER BY a.created_at, a.assistant_id"
+        rows = await self.checkpointer.timed("assistant", self._fetch(sql))
+        return [assistant_record(row) for row in rows]
+
+    async def list_assistant_versions(self, assistant_id: str) -> list[AssistantRecord]:
+        sql = VERSIONS_SQL.format(m="%s")
+        rows = await self.checkpointer.timed("assistant", self._fetch(sql, (assistant_id,)))
+        return [assistant_record(row) for row in rows]
+
+    async def delete_assistant(self, assistant_id: str) -> bool:
+        async def delete() -> bool:
+            retry = self.settings.busy_retry_after_s
+            deleted = 0
+            async with pooled(self.pool, retry) as conn, conn.transaction():
+                for sql in DELETE_ASSISTANT_SQL:
+                    cur = await conn.execute(sql.format(m="%s"), (assistant_id,))
+                    deleted += cur.rowcount
+            self.checkpointer.committed()
+            return deleted > 0
+
+        return await self.checkpointer.timed("assistant", delete())
 
     # --- crons ------------------------------------------------------------------------
     async def save_cron(self, cron: CronRecord) -> None:

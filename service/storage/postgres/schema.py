@@ -17,6 +17,7 @@ import psycopg
 from langgraph.checkpoint.postgres import PostgresSaver
 from psycopg.rows import dict_row
 
+from service.storage.assistant_records import ASSISTANTS_DDL
 from service.storage.postgres.links import LINKS_DDL
 from service.storage.postgres.store import init_postgres_store
 
@@ -136,6 +137,7 @@ def init_postgres(url: str) -> None:
         ).get("missing", False)
         with conn.transaction():
             conn.execute(THREADS_DDL)
+            conn.execute(ASSISTANTS_DDL)
             if new_threads_table:
                 conn.execute(BACKFILL_SQL)
         version = conn.execute("SHOW server_version").fetchone()

@@ -10,6 +10,18 @@ from typing import Any
 
 from service.observability import metrics
 from service.settings import Settings
+from service.storage.assistant_records import (
+    DELETE_ASSISTANT_SQL,
+    INSERT_ASSISTANT_SQL,
+    INSERT_VERSION_SQL,
+    LAST_VERSION_SQL,
+    LATEST_SQL,
+    SET_VERSION_SQL,
+    VERSIONS_SQL,
+    AssistantRecord,
+    assistant_record,
+    version_params,
+)
 from service.storage.base import (
     CancelAction,
     CronRecord,
@@ -332,6 +344,85 @@ class SqlitePersistence:
             "queue", self.checkpointer.read_one, QUEUE_STATS_SQL
         )
         return int(count), oldest
+
+    # --- assistants -------------------------------------------------------------------
+    async def create_assistant(self, record: AssistantRecord) -> bool:
+        saver = self.checkpointer
+        now = record.created_at or utcnow_iso()
+
+        def create() -> bool:
+            with saver.write_transaction() as cur:
+                cur.execute(INSERT_ASSISTANT_SQL.format(m="?"), (record.assistant_id, now, now))
+                if cur.rowcount == 0:
+                    return False
+                cur.execute(INSERT_VERSION_SQL.format(m="?"), version_params(record, 1, now))
+                return True
+
+        return await saver.run_write("assistant", create)
+
+    async def add_assistant_version(self, record: AssistantRecord) -> AssistantRecord | None:
+        saver = self.checkpointer
+        now = utcnow_iso()
+
+        def add() -> bool:
+            with saver.write_transaction() as cur:
+                last = cur.execute(
+                    LAST_VERSION_SQL.format(m="?"), (record.assistant_id,)
+                ).fetchone()[0]
+                if last is None:
+                    return False
+                cur.execute(INSERT_VERSION_SQL.format(m="?"), version_params(record, last + 1, now))
+                cur.execute(
+                    SET_VERSION_SQL.format(m="?"),
+                    (last + 1, now, record.assistant_id, record.assistant_id, last + 1),
+                )
+                return True
+
+        if not await saver.run_write("assistant", add):
+            return None
+        return await self.get_assistant(record.assistant_id)
+
+    async def set_assistant_version(self, assistant_id: str, version: int) -> bool:
+        params = (version, utcnow_iso(), assistant_id, assistant_id, version)
+        return await self._changed(SET_VERSION_SQL.format(m="?"), params)
+
+    async def get_assistant(self, assistant_id: str) -> AssistantRecord | None:
+        row = await self.checkpointer.run_read(
+            "assistant",
+            self.checkpointer.read_one,
+            f"{LATEST_SQL} WHERE a.assistant_id = ?",
+            (assistant_id,),
+        )
+        return assistant_record(row) if row else None
+
+    async def list_assistants(self) -> list[AssistantRecord]:
+        rows = await self.checkpointer.run_read(
+            "assistant",
+            self.checkpointer.read_all,
+            f"{LATEST_SQL} ORDER BY a.created_at, a.assistant_id",
+        )
+        return [assistant_record(row) for row in rows]
+
+    async def list_assistant_versions(self, assistant_id: str) -> list[AssistantRecord]:
+        rows = await self.checkpointer.run_read(
+            "assistant",
+            self.checkpointer.read_all,
+            VERSIONS_SQL.format(m="?"),
+            (assistant_id,),
+        )
+        return [assistant_record(row) for row in rows]
+
+    async def delete_assistant(self, assistant_id: str) -> bool:
+        saver = self.checkpointer
+
+        def delete() -> bool:
+            with saver.write_transaction() as cur:
+                deleted = 0
+                for sql in DELETE_ASSISTANT_SQL:
+                    deleted += cur.execute(sql.format(m="?"), (assistant_id,)).rowcount
+                return deleted > 0
+
+        return await saver.run_write("assistant", delete)
 
     # --- crons ------------------------------------------------------------------------
     async def save_cron(self, cron: CronRecord) -> None:

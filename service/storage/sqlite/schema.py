@@ -20,6 +20,7 @@ import logging
 from pathlib import Path
 
 from service.settings import Settings
+from service.storage.assistant_records import ASSISTANTS_DDL
 from service.storage.sqlite.driver import DatabaseError, connect, immediate, storage_fault
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 #    `threads.ttl_minutes`, a thread's own TTL, and `runs`, one record a run.
 # 4: `runs.cancel`, a cancel asked of the worker that runs the run.
 # 5: `run_events`, the events of resumable streams, and `crons`, runs on a schedule.
-SCHEMA_VERSION = 5
+# 6: `assistants` and `assistant_versions`, stored configurations of the graph.
+SCHEMA_VERSION = 6
 
 # Threads with a TTL of their own, for the sweep (after the column exists in old files).
 _TTL_INDEX = (
@@ -178,7 +180,7 @@ def _init_database(path: Path, settings: Settings) -> None:
             log.info("checkpoint database schema is current: %s", path)
             return  # nothing to write, so a start never needs the write lock
         with immediate(conn):
-            for statement in _TABLES.split(";"):
+            for statement in (_TABLES + ASSISTANTS_DDL).split(";"):
                 if statement.strip():
                     conn.execute(statement)
             columns = {row[1] for row in conn.execute("PRAGMA table_info(writes)")}
