@@ -35,6 +35,7 @@ from service.api.routes import (
     threads,
 )
 from service.api.routes.assistants import ASSISTANT_ID
+from service.api.webhooks import WebhookSender
 from service.bookings.store import open_booking_store
 from service.observability import metrics
 from service.observability.telemetry import set_build_info
@@ -65,6 +66,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         checkpointer=persistence.checkpointer, store=persistence.store, name=ASSISTANT_ID
     )
     run_service = RunService(graph, persistence, settings, graph_id=ASSISTANT_ID)
+    webhooks = WebhookSender(settings)
+    run_service.on_run_end = webhooks.send
     app.state.service = AppState(
         settings=settings,
         persistence=persistence,
@@ -94,6 +97,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # the runs it has in flight, their clients perhaps gone, finish.
         await queue.stop()
         await run_service.drain(settings.graceful_timeout_s)
+        await webhooks.aclose(timeout_s=5)
         await persistence.aclose()
         bookings.close()
         log.info("worker %d closed its connections", os.getpid())

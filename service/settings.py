@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     cors_max_age_s: int = Field(600, ge=0, le=86_400)
     # The chat page at `/` (static files; its API calls need a key when auth is on).
     chat_page: bool = True
+    # Webhooks (a run's `webhook`): private, loopback and link-local addresses are
+    # refused unless allowed (a client must not make the server call inside its network).
+    webhook_allow_private: bool = False
+    webhook_timeout_s: float = Field(10.0, gt=0, le=120)
+    webhook_retries: int = Field(2, ge=0, le=10)
 
     # --- persistence -------------------------------------------------------------
     checkpointer: Literal["sqlite", "memory", "postgres", "sqlite-stock"] = "sqlite"

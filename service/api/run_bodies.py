@@ -11,6 +11,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from service.api.deps import AppState
 from service.api.limits import check_metadata
 from service.api.thread_bodies import thread_config
+from service.api.webhooks import check_webhook_target
 from service.runs.encoding import encode
 from service.runs.execution import RunExecution
 from service.runs.stream_modes import event_mode
@@ -22,6 +23,7 @@ def check_run_request(body: RunCreate, state: AppState) -> None:
     """What every run endpoint checks before it touches storage (the assistant is
     looked up when the run is prepared or accepted)."""
     check_metadata(body.metadata, state.settings, "run metadata")
+    check_webhook_target(body.webhook, state.settings)
     if body.config is not None:
         check_metadata(body.config.model_dump(exclude_unset=True), state.settings, "config")
 

@@ -113,6 +113,7 @@ CHECKPOINT_OPERATIONS = (
 )
 GUARD_REJECTION_REASONS = ("reject", "timeout")
 MAINTENANCE_RESULTS = ("ok", "error")
+WEBHOOK_RESULTS = ("delivered", "rejected", "failed", "refused")
 MAINTENANCE_KINDS = ("expired_threads", "checkpoints", "run_events", "store_items")
 
 CRON_RESULTS = ("started", "refused", "missed")
@@ -282,6 +283,8 @@ def init_series(backend: str) -> None:
         MAINTENANCE_SWEEPS.labels(result=result)
     for kind in MAINTENANCE_KINDS:
         MAINTENANCE_DELETED.labels(kind=kind)
+    for result in WEBHOOK_RESULTS:
+        WEBHOOKS.labels(result=result)
 
 
 def multiprocess_enabled() -> bool:
@@ -314,6 +317,12 @@ MAINTENANCE_LEADER = Gauge(
 MAINTENANCE_SWEEPS = Counter(
     f"{PREFIX}_maintenance_sweeps",
     "Maintenance passes by result (ok, error).",
+    ["result"],
+)
+WEBHOOKS = Counter(
+    f"{PREFIX}_webhooks",
+    "Webhook deliveries of ended runs: delivered (2xx), rejected (another answer), "
+    "failed (unreachable after the retries) or refused (a private address).",
     ["result"],
 )
 MAINTENANCE_DELETED = Counter(

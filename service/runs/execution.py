@@ -25,6 +25,7 @@ from service import side_effects
 from service.observability import metrics
 from service.runs.errors import ClientGone, ClientGoneError, RunLimitError, RunTimeoutError
 from service.runs.event_log import EventLog
+from service.runs.serialize import to_jsonable
 from service.runs.stream_modes import StreamTranslator, graph_modes
 from service.storage.base import CancelAction, RunStatus
 from service.storage.errors import StorageUnavailableError
@@ -62,6 +63,8 @@ class PreparedRun:
     temporary: bool = False
     # Its events are kept for a join or a reconnect on any worker (`stream_resumable`).
     resumable: bool = False
+    # Where the run's outcome is POSTed once it has ended (`webhook`).
+    webhook: str | None = None
     stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     @property
@@ -99,6 +102,7 @@ class RunExecution:
         self.graph_done = False  # past this, only bookkeeping is left: never cancelled
         self.interrupted = False  # the run stopped at an interrupt or a breakpoint
         self.run_status: RunStatus | None = None  # set once the graph has ended
+        self.error: str | None = None  # what went wrong, for the webhook
         # A streaming run's events (the graph runs with `astream`); None: `ainvoke`.
         self.log: EventLog | None = None
         if stream:
@@ -162,8 +166,32 @@ class RunExecution:
         finally:
             if self.background:
                 metrics.BACKGROUND_RUNS_ACTIVE.dec()
+            if self.prepared.webhook and self.service.on_run_end is not None:
+                await asyncio.shield(self._announce_end(self.prepared.webhook))
             if self.prepared.temporary:
                 await self._delete_temporary_thread()
+
+    async def _announce_end(self, webhook: str) -> None:
+        """Hand the run's outcome, with the thread's values now, to the webhook sender
+        (which posts it in the background)."""
+        values: Any = None
+        try:
+            snapshot = await self.service.graph.aget_state(self.prepared.thread_config())
+            values = to_jsonable(snapshot.values)
+        except Exception:
+            log.exception("could not read the values of run %s for its webhook", self.run_id)
+        metadata = self.prepared.config.get("metadata", {})
+        outcome = {
+            "run_id": self.run_id,
+            "thread_id": self.prepared.thread_id,
+            "assistant_id": metadata.get("assistant_id"),
+            "status": self.run_status or "interrupted",
+            "metadata": metadata,
+            "values": values,
+            "error": self.error,
+        }
+        assert self.service.on_run_end is not None
+        self.service.on_run_end(webhook, outcome)
 
     async def _delete_temporary_thread(self) -> None:
         try:
@@ -400,6 +428,7 @@ class _RunTracker:
         return False
 
     async def _record_error(self, exc: BaseException) -> None:
+        self.execution.error = f"{type(exc).__name__}: {exc}"[:2000]
         try:
             await self.service.persistence.set_thread_error(
                 self.prepared.thread_id, f"{type(exc).__name__}: {exc}"

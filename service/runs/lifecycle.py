@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -175,6 +175,8 @@ class RunService:
         self.graph = graph
         # The graph's name, which a run's thread records with the assistant it ran as.
         self.graph_id = graph_id
+        # Told (url, outcome) when a run that names a webhook ends; set by the app.
+        self.on_run_end: Callable[[str, dict[str, Any]], None] | None = None
         context_schema = getattr(getattr(graph, "builder", None), "context_schema", None)
         self.assistants = AssistantService(persistence, graph_id, context_schema)
         self.persistence = persistence
@@ -187,9 +189,6 @@ class RunService:
     def check(self, request: RunCreate) -> tuple[str, Any]:
         """What needs no storage: options, strategy, input, breakpoints. Returns the
         strategy and the graph's input."""
-        unsupported = request.unsupported_fields()
-        if unsupported:
-            raise RunInputError(f"not supported by this server: {', '.join(unsupported)}")
         strategy = request.multitask_strategy or self.settings.default_multitask_strategy
         graph_input = self._graph_input(request)
         self._check_context(request)
@@ -253,6 +252,7 @@ class RunService:
             stream_modes=request.stream_modes(),
             subgraphs=request.stream_subgraphs,
             context=context or None,
+            webhook=request.webhook,
             on_disconnect=request.on_disconnect or "continue",
             interrupt_before=request.interrupt_before,
             interrupt_after=request.interrupt_after,

@@ -11,6 +11,7 @@ import datetime as dt
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -25,6 +26,7 @@ from service.schemas.validation import (
     ID_PATTERN,
     MAX_FILTER_KEYS,
     check_thread_id,
+    check_webhook_url,
     json_problem,
 )
 
@@ -46,6 +48,7 @@ ThreadIdText = Annotated[str, StringConstraints(pattern=f"^{ID_PATTERN}$", max_l
 CheckpointId = Annotated[str, StringConstraints(pattern=f"^{ID_PATTERN}$", max_length=128)]
 FilterKey = Annotated[str, StringConstraints(pattern=f"^{FILTER_KEY_PATTERN}$", max_length=259)]
 MetadataFilter = Annotated[dict[FilterKey, Any], Field(max_length=MAX_FILTER_KEYS)]
+WebhookUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(check_webhook_url)]
 
 
 class ErrorResponse(BaseModel):
@@ -291,7 +294,7 @@ class RunCreate(StrictBody):
     checkpoint_during: bool | None = None
     interrupt_before: Breakpoints | None = None
     interrupt_after: Breakpoints | None = None
-    webhook: str | None = None
+    webhook: WebhookUrl | None = None
     multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] | None = None
     if_not_exists: Literal["create", "reject"] = "reject"
     on_disconnect: Literal["cancel", "continue"] | None = None
@@ -318,11 +321,6 @@ class RunCreate(StrictBody):
         if self.checkpoint and self.checkpoint.checkpoint_id:
             return self.checkpoint.checkpoint_id, self.checkpoint.checkpoint_ns or ""
         return None
-
-    def unsupported_fields(self) -> list[str]:
-        """Options the SDK can send that this service does not implement."""
-        asked = {"webhook": self.webhook}
-        return [name for name, value in asked.items() if value]
 
 
 # Runs accepted by one `POST /runs/batch`.
@@ -401,7 +399,7 @@ class CronCreate(StrictBody):
     checkpoint_during: bool | None = None
     interrupt_before: Breakpoints | None = None
     interrupt_after: Breakpoints | None = None
-    webhook: str | None = None
+    webhook: WebhookUrl | None = None
     multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] | None = None
     stream_mode: StreamModes = "values"
     stream_subgraphs: bool = False
@@ -428,7 +426,7 @@ class CronPatch(StrictBody):
     context: dict[str, Any] | None = None
     interrupt_before: Breakpoints | None = None
     interrupt_after: Breakpoints | None = None
-    webhook: str | None = None
+    webhook: WebhookUrl | None = None
     stream_mode: StreamModes | None = None
     stream_subgraphs: bool | None = None
     stream_resumable: bool | None = None

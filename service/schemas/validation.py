@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}"
 THREAD_ID = re.compile(ID_PATTERN)
@@ -94,3 +95,17 @@ def safe_text(text: str, limit: int = QUOTE_CHARS) -> str:
 def quote(value: object, limit: int = QUOTE_CHARS) -> str:
     """What a client sent, for an error message: quoted, at most `limit` characters."""
     return repr(safe_text(value if isinstance(value, str) else repr(value), limit))
+
+
+def check_webhook_url(value: str) -> str:
+    """An absolute http(s) URL with a host and no credentials: where a run's end is sent."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("webhook must be an absolute http:// or https:// URL")
+    if parts.username or parts.password:
+        raise ValueError("webhook must not carry credentials in the URL")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        raise ValueError("webhook has an invalid port") from None
+    return value

@@ -120,7 +120,7 @@ def test_errors_are_json_and_write_nothing(server: ServerProcess) -> None:
     webhook = httpx.post(
         run, json={"assistant_id": "agent", "input": msg, "webhook": "http://127.0.0.1:9/hook"}
     )
-    assert webhook.status_code == 422 and "not supported" in webhook.json()["detail"]
+    assert webhook.status_code == 422 and "WEBHOOK_ALLOW_PRIVATE" in webhook.json()["detail"]
     assert httpx.get(f"{base}/threads/bad id!").status_code in (404, 422)
 
     assert client.threads.get_state(tid)["values"] == {}

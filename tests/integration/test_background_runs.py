@@ -269,7 +269,7 @@ def test_bad_run_requests_are_4xx_and_accept_nothing(server: ServerProcess) -> N
     assert httpx.post(f"{runs}/{missing}/cancel").status_code == 404
     assert httpx.get(f"{runs}/{missing}/join").status_code == 404
     assert httpx.post(f"{runs}/{missing}/cancel?action=explode").status_code == 422
-    not_stored = {"assistant_id": "agent", "input": ask("hi"), "webhook": "http://example.com"}
+    not_stored = {"assistant_id": "agent", "input": ask("hi"), "webhook": "http://10.0.0.1/h"}
     assert httpx.post(runs, json=not_stored).status_code == 422
     assert (
         httpx.post(

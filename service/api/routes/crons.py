@@ -11,6 +11,7 @@ from service.api.deps import AppState, State, ThreadId
 from service.api.encoding import json_response
 from service.api.limits import check_metadata
 from service.api.run_bodies import check_run_request
+from service.api.webhooks import check_webhook_target
 from service.runs.crons import CronService
 from service.schemas.models import ERROR_RESPONSES, CronCount, CronCreate, CronPatch, CronSearch
 from service.storage.base import CronRecord, metadata_matches
@@ -104,6 +105,7 @@ async def count_crons(body: CronCount, state: State, caller: Caller) -> Response
 async def update_cron(cron_id: ThreadId, body: CronPatch, state: State, caller: Caller) -> Response:
     """Change what is sent; the next firing is counted from now."""
     cron = await _owned_cron(state, caller, cron_id)
+    check_webhook_target(body.webhook, state.settings)
     if body.metadata is not None:
         check_metadata(body.metadata, state.settings, "cron metadata")
     if body.config is not None:
