@@ -3,11 +3,13 @@
     python loadtest/bench.py                  # 100 users x 5 turns x 2 workers, 3 repeats
     python loadtest/bench.py --quick          # 10 users x 2 turns, 1 repeat: a sanity run
     python loadtest/bench.py --scaling        # turns/s at 1 worker vs --scaling-workers
+    python loadtest/bench.py --no-pin         # server and client left to the scheduler
 
 The same closed-loop HTTP workload (loadtest/benchmark/workload.py) runs against each
 configuration on a fresh server: the memory ceiling, the stock AsyncSqliteSaver,
 and ours with durability exit, async and sync. Configurations alternate (A B C …
-A B C …) over the repeats, so ratios stay fair on a noisy machine. Results go to
+A B C …) over the repeats, so ratios stay fair on a noisy machine. On 2 or more CPUs
+the server (and PostgreSQL) runs on its own CPUs and the load client on the others. Results go to
 reports/bench/ (markdown, CSV, PNG). Every option also reads a BENCH_* variable.
 """
 
@@ -22,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python loadtest/bench.py` too
 
-from loadtest.benchmark import report
+from loadtest.benchmark import pinning, report
 from loadtest.benchmark.runner import CONFIGS, Config, RunResult, measure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +59,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--out", type=Path, default=Path(_env("BENCH_OUT", str(ROOT / "reports" / "bench")))
     )
     parser.add_argument("--quick", action="store_true", help="10 users x 2 turns x 1 repeat")
+    parser.add_argument(
+        "--no-pin", action="store_true", default=_env("BENCH_PIN", "1") == "0",
+        help="leave server and client unpinned (BENCH_PIN=0); pinned by default on 2+ CPUs",
+    )  # fmt: skip
     parser.add_argument("--scaling", action="store_true", help="1 worker vs --scaling-workers")
     parser.add_argument(
         "--scaling-workers", type=int, default=int(_env("BENCH_SCALING_WORKERS", "0")),
@@ -77,6 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     cpus = os.cpu_count() or 1
     args.client_procs = args.client_procs or max(1, cpus // 8)
     args.scaling_workers = args.scaling_workers or cpus
+    args.pinning = pinning.plan(not args.no_pin)
     return args
 
 
@@ -130,6 +137,7 @@ def _run_all(plan: list[tuple[Config, dict]], args: argparse.Namespace) -> list[
             "workers": args.workers,
             "latency_ms": args.latency_ms,
             "client_procs": args.client_procs,
+            "pinning": args.pinning,
             **overrides,
         }
         result = measure(config, **options)
@@ -144,7 +152,7 @@ def _header(args: argparse.Namespace, what: str) -> str:
         f"{what}, {when}. Machine: {machine()}.\n"
         f"Workload: {args.users} users x {args.turns} turns, closed loop, "
         f"offline model at {args.latency_ms} ms, {args.repeats} repeat(s), "
-        f"{args.client_procs} client process(es)."
+        f"{args.client_procs} client process(es); {pinning.describe(args.pinning)}."
     )
 
 
@@ -207,6 +215,7 @@ def scaling(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    pinning.pin_client(args.pinning)
     (scaling if args.scaling else compare)(args)
     return 0
 

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from loadtest.benchmark import procstat
+from loadtest.benchmark.pinning import Pinning, pin_server, postmaster_pid
 from loadtest.benchmark.procstat import CpuAt
 from loadtest.benchmark.workload import WorkloadResult, run_workload, start_time
 from loadtest.common import promtext
@@ -168,6 +169,7 @@ def measure(
     latency_ms: int,
     client_procs: int,
     repeat: int = 0,
+    pinning: Pinning | None = None,
 ) -> RunResult:
     env = {
         "CHECKPOINTER": config.checkpointer,
@@ -178,14 +180,19 @@ def measure(
     }
     pg_url = None
     if config.checkpointer == "postgres":
-        pg_url = _postgres_server().create_database(f"bench_{repeat}_{users}")
+        postgres = _postgres_server()
+        pg_url = postgres.create_database(f"bench_{repeat}_{users}")
         env["DATABASE_URL"] = pg_url
+        if postgres.cluster is not None:  # a server of its own: its helpers pinned too
+            postmaster = postmaster_pid(postgres.cluster.data)
+            pin_server(pinning, [postmaster] if postmaster else [])
 
     def stored_now() -> int | None:
         return pg_stored_payload_bytes(pg_url) if pg_url else stored_payload_bytes(db)
 
     with tempfile.TemporaryDirectory(prefix=f"bench-{config.key}-") as tmp:
         server = ServerProcess(Path(tmp), workers=workers, env=env).start()
+        pin_server(pinning, _server_pids(server))
         try:
             run_workload(
                 server.base_url,
