@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python loadtest/bench.py` too
 
 from loadtest.benchmark import pinning, report
-from loadtest.benchmark.runner import CONFIGS, Config, RunResult, measure
+from loadtest.benchmark.runner import CONFIGS, DEFAULT_CONFIGS, Config, RunResult, measure
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, help="rounds over all configs (BENCH_REPEATS, 3)")
     parser.add_argument(
         "--configs",
-        default=_env("BENCH_CONFIGS", ",".join(CONFIGS)),
+        default=_env("BENCH_CONFIGS", ",".join(DEFAULT_CONFIGS)),
         help=f"comma list from {list(CONFIGS)}",
     )
     parser.add_argument(

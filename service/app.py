@@ -19,6 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 from service.agent.graph import build_graph
 from service.agent.model import build_model
 from service.agent.tools import build_tools
+from service.api.access_log import REQUEST_ID_HEADER, AccessLog
 from service.api.auth import KeyRing
 from service.api.deps import AppState
 from service.api.errors import install_error_handlers
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 
 # Response headers a browser app may read: where a run is, where to reconnect or join,
 # when to retry.
-EXPOSED_HEADERS = ["Content-Location", "Location", "Retry-After"]
+EXPOSED_HEADERS = ["Content-Location", "Location", "Retry-After", REQUEST_ID_HEADER]
 
 
 @asynccontextmanager
@@ -143,6 +144,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(JsonBodies, allowed_origins=settings.cors_origins)
     app.add_middleware(HttpMetrics)
+    if settings.access_log:
+        app.add_middleware(AccessLog)
     if settings.cors_origins:  # outermost: preflights are answered before anything else
         app.add_middleware(
             CORSMiddleware,

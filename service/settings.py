@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     web_concurrency: int = Field(2, ge=1, le=256)
     graceful_timeout_s: int = Field(30, ge=1, le=3600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # One JSON line per request on stderr (request, thread and run ids); off by default.
+    access_log: bool = False
     gil_switch_interval_ms: float = Field(0.1, gt=0, le=100)
     # Connections (per worker): idle and stalled ones are closed within seconds.
     http_keepalive_timeout_s: int = Field(5, ge=1, le=600)

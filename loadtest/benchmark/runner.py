@@ -46,10 +46,16 @@ CONFIGS = {
         "exit",
         (("SQLITE_LOOP_FIRST", "false"),),
     ),
+    "exit-log": Config(
+        "exit-log", "ours, exit, access log on", "sqlite", "exit", (("ACCESS_LOG", "true"),)
+    ),
     "async": Config("async", "ours, durability=async", "sqlite", "async"),
     "sync": Config("sync", "ours, durability=sync", "sqlite", "sync"),
     "postgres": Config("postgres", "PostgreSQL, durability=exit", "postgres", "exit"),
 }
+
+# What `make bench` compares; the other configurations are asked for by name.
+DEFAULT_CONFIGS = ("memory", "stock", "exit", "async", "sync", "postgres")
 
 _POSTGRES: list = []  # one throwaway cluster for the whole benchmark, started on first use
 
