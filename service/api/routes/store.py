@@ -14,6 +14,7 @@ from langgraph.store.base import Item
 from service.api.auth import Caller
 from service.api.deps import State
 from service.api.encoding import json_response
+from service.api.limits import json_depth
 from service.schemas.models import ERROR_RESPONSES
 from service.schemas.store import (
     StoreDelete,
@@ -35,15 +36,6 @@ def _item(owner: str | None, item: Item) -> dict[str, Any]:
     return body
 
 
-def _check_value_depth(value: Any, limit: int, depth: int = 1) -> None:
-    if depth > limit:
-        raise HTTPException(422, f"value is nested deeper than {limit} levels (MAX_JSON_DEPTH)")
-    children = value.values() if isinstance(value, dict) else value
-    if isinstance(value, dict | list):
-        for child in children:
-            _check_value_depth(child, limit, depth + 1)
-
-
 def _namespace_from_query(dotted: str) -> tuple[str, ...]:
     labels = tuple(dotted.split("."))
     if any(not label or len(label) > 128 for label in labels) or len(labels) > 10:
@@ -58,7 +50,9 @@ async def put_item(body: StorePut, state: State, caller: Caller) -> Response:
     """Store or replace an item (`ttl` in minutes; STORE_DEFAULT_TTL_MINUTES without one)."""
     if isinstance(body.index, list):
         raise HTTPException(422, NO_INDEX)
-    _check_value_depth(body.value, state.settings.max_json_depth)
+    limit = state.settings.max_json_depth
+    if json_depth(body.value, limit) > limit:
+        raise HTTPException(422, f"value is nested deeper than {limit} levels (MAX_JSON_DEPTH)")
     await state.persistence.store.aput(
         scoped(caller.owner, tuple(body.namespace)),
         body.key,
