@@ -160,3 +160,19 @@ def test_with_keys_on_the_page_asks_for_one_and_then_works(tmp_path: Path, page:
             f"{server.base_url}/threads/search", json={}, headers={"x-api-key": ALICE}
         ).json()
         assert len(threads) == 1 and threads[0]["metadata"]["owner"] == "alice"
+
+
+def test_the_customer_picks_a_salon(chat_server: ServerProcess, page: Page) -> None:
+    salon = httpx.post(
+        f"{chat_server.base_url}/assistants",
+        json={"graph_id": "agent", "name": "Salón Rosa", "context": {"salon_name": "Salón Rosa"}},
+    ).json()
+    page.goto(f"{chat_server.base_url}/")
+    page.click("#settings summary")
+    picker = page.locator("#assistant")
+    expect(picker.locator(f'option[value="{salon["assistant_id"]}"]')).to_have_text("Salón Rosa")
+    picker.select_option(salon["assistant_id"])
+    send(page, "hello")
+    expect(page.locator(".msg.ai").last).to_contain_text("Hi, this is Salón Rosa!", timeout=WAIT_MS)
+    page.reload()  # the choice is kept
+    expect(page.locator("#assistant")).to_have_value(salon["assistant_id"])

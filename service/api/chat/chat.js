@@ -2,7 +2,8 @@
 // this service speaks (threads, streamed runs, thread state), so it needs no build step.
 // Everything the server sends is shown with textContent, never parsed as HTML.
 
-const ASSISTANT_ID = "agent";
+const GRAPH_ID = "agent";
+const ASSISTANT_STORAGE = "booking-agent.assistant";
 const STREAM_MODES = ["messages-tuple", "values", "custom"];
 const KEY_STORAGE = "booking-agent.api-key";
 const TOOL_LABELS = {
@@ -24,6 +25,7 @@ const view = {
   prompt: $("#prompt"),
   send: $("#send"),
   apiKey: $("#api-key"),
+  assistant: $("#assistant"),
   language: $("#language"),
   confirmBookings: $("#confirm-bookings"),
 };
@@ -196,7 +198,7 @@ async function runTurn(body) {
     if (view.confirmBookings.checked) context.booking_confirmation = "interrupt";
     if (view.language.value) context.language = view.language.value;
     const response = await api("POST", `/threads/${threadId}/runs/stream`, {
-      assistant_id: ASSISTANT_ID,
+      assistant_id: view.assistant.value || GRAPH_ID,
       stream_mode: STREAM_MODES,
       on_disconnect: "continue",
       context,
@@ -289,7 +291,7 @@ function threadLabel(thread) {
 async function loadThreads() {
   try {
     const response = await api("POST", "/threads/search", {
-      metadata: { graph_id: ASSISTANT_ID },
+      metadata: { graph_id: GRAPH_ID },
       limit: 50,
       sort_by: "updated_at",
       sort_order: "desc",
@@ -329,12 +331,36 @@ function newConversation() {
   view.prompt.focus();
 }
 
+// The graph's own assistant and the stored ones (one per salon, say), to talk to.
+async function loadAssistants() {
+  try {
+    const found = await (
+      await api("POST", "/assistants/search", { graph_id: GRAPH_ID, limit: 100 })
+    ).json();
+    const chosen = localStorage.getItem(ASSISTANT_STORAGE) || GRAPH_ID;
+    view.assistant.replaceChildren(
+      ...found.map((assistant) => {
+        const option = element("option", "", assistant.name);
+        option.value = assistant.assistant_id;
+        option.selected = assistant.assistant_id === chosen;
+        return option;
+      }),
+    );
+  } catch (error) {
+    showStatus(error.message);
+  }
+}
+
 // --- wiring -------------------------------------------------------------------------
 
 view.apiKey.value = localStorage.getItem(KEY_STORAGE) || "";
 view.apiKey.addEventListener("change", () => {
   localStorage.setItem(KEY_STORAGE, view.apiKey.value.trim());
   loadThreads();
+  loadAssistants();
+});
+view.assistant.addEventListener("change", () => {
+  localStorage.setItem(ASSISTANT_STORAGE, view.assistant.value);
 });
 view.composer.addEventListener("submit", (event) => {
   event.preventDefault();
@@ -356,3 +382,4 @@ $("#reject").addEventListener("click", () => decide(false));
 const fromUrl = new URLSearchParams(location.hash.slice(1)).get("thread");
 if (fromUrl) openThread(fromUrl);
 loadThreads();
+loadAssistants();
