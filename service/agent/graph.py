@@ -9,6 +9,7 @@ LangGraph's thread pool. With BOOKING_CONFIRMATION=interrupt a booking passes an
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -36,6 +37,8 @@ from service.agent.context import BookingContext, context_prompt
 from service.agent.memory import confirmed_bookings, customer_prompt, recall, remember
 from service.observability.metrics import LLM_CALL_SECONDS
 from service.settings import Settings
+
+log = logging.getLogger(__name__)
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 INTERRUPTED_TOOL_CALL = "Not run: the previous request was interrupted before this tool ran."
@@ -220,10 +223,15 @@ def build_graph(
         exhausted = retries > limit
         known = state.get("customer")
         customer = known
-        if new_turn:
-            customer = await recall(runtime.store, config, messages, known)
-        else:
-            await remember(runtime.store, config, confirmed_bookings(last_tool_results(messages)))
+        # The memory helps; it never fails a turn (a booking may already stand).
+        try:
+            if new_turn:
+                customer = await recall(runtime.store, config, messages, known)
+            else:
+                booked = confirmed_bookings(last_tool_results(messages))
+                await remember(runtime.store, config, booked)
+        except Exception:
+            log.exception("customer memory unavailable; the turn goes on without it")
         system = system_prompt(settings, clock(), runtime.context) + customer_prompt(customer)
         prompt: list[BaseMessage] = [SystemMessage(system)]
         prompt += answer_dangling_tool_calls(

@@ -3,11 +3,15 @@ each booking counted once, read only when a message gives a contact, kept per ow
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from collections.abc import Callable
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 
+from service.agent.graph import build_graph
 from service.agent.memory import (
     RETURNING_LINE,
     confirmed_bookings,
@@ -16,6 +20,11 @@ from service.agent.memory import (
     remember,
     usual_service,
 )
+from service.agent.model import build_model
+from service.agent.tools import build_tools
+from service.bookings.store import BookingStore
+from service.settings import Settings
+from service.storage.errors import StorageUnavailableError
 from service.storage.store import STORE_OWNER_KEY
 
 ALICE = {"configurable": {STORE_OWNER_KEY: "alice"}}
@@ -64,3 +73,25 @@ async def test_recall_reads_only_for_a_new_contact_and_keeps_owners_apart() -> N
     assert await recall(None, ALICE, later, found) is found  # no contact: no read
     assert await recall(store, ALICE, [HumanMessage("I'm bob@example.com")], found) is None
     assert await recall(None, ALICE, said, None) is None  # a graph without a store
+
+
+class BrokenStore(InMemoryStore):
+    """A store whose database is down."""
+
+    async def abatch(self, ops):
+        raise StorageUnavailableError("the store is unavailable")
+
+
+async def test_a_store_that_is_down_never_fails_a_turn(
+    store: BookingStore, settings: Settings, now: Callable[[], dt.datetime]
+) -> None:
+    model = build_model(settings, now=now)
+    graph = build_graph(model, build_tools(store, settings), settings, now=now).compile(
+        checkpointer=InMemorySaver(), store=BrokenStore()
+    )
+    config = {"configurable": {"thread_id": "t"}}
+    said = "haircut tomorrow at 10:00, I'm Ana, ana@example.com"
+    values = await graph.ainvoke({"messages": [HumanMessage(said)]}, config)
+    assert "confirmation code" in values["messages"][-1].text
+    again = await graph.ainvoke({"messages": [HumanMessage("hi, it's ana@example.com")]}, config)
+    assert again["messages"][-1].type == "ai"
