@@ -21,6 +21,7 @@ import time
 import uuid
 from typing import Any
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("service.access")
@@ -42,13 +43,6 @@ def configure_access_log() -> None:
     log.propagate = False
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
 class AccessLog:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -59,7 +53,7 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        sent = _header(scope, b"x-request-id")
+        sent = Headers(scope=scope).get(REQUEST_ID_HEADER)
         request_id = sent if sent and _REQUEST_ID.match(sent) else uuid.uuid4().hex
         line: dict[str, Any] = {"status": 500, "bytes": 0}
 

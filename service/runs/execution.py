@@ -76,6 +76,14 @@ class PreparedRun:
         }
         return {key: value for key, value in points.items() if value}
 
+    @property
+    def graph_options(self) -> dict[str, Any]:
+        """What `ainvoke`, `astream` and `astream_events` all take for this run."""
+        options = {"durability": self.durability, **self.breakpoints}
+        if self.context is not None:
+            options["context"] = self.context
+        return options
+
     def thread_config(self) -> dict[str, Any]:
         """The thread's latest state, whatever checkpoint the run started from."""
         return {"configurable": {"thread_id": self.thread_id}}
@@ -238,13 +246,8 @@ class RunExecution:
         prepared = self.prepared
         try:
             async with _RunTracker(self):
-                options = {} if prepared.context is None else {"context": prepared.context}
                 result = await self.service.graph.ainvoke(
-                    prepared.graph_input,
-                    prepared.config,
-                    durability=prepared.durability,
-                    **prepared.breakpoints,
-                    **options,
+                    prepared.graph_input, prepared.config, **prepared.graph_options
                 )
                 await self._note_interrupt(isinstance(result, dict) and "__interrupt__" in result)
                 return result
@@ -287,14 +290,7 @@ class RunExecution:
         runs) is also sent as an `events` event."""
         prepared = self.prepared
         subgraphs = prepared.subgraphs
-        options: dict[str, Any] = {
-            "stream_mode": modes,
-            "subgraphs": subgraphs,
-            "durability": prepared.durability,
-            **prepared.breakpoints,
-        }
-        if prepared.context is not None:
-            options["context"] = prepared.context
+        options = {"stream_mode": modes, "subgraphs": subgraphs, **prepared.graph_options}
         graph = self.service.graph
         if "events" not in prepared.stream_modes:
             async for item in graph.astream(prepared.graph_input, prepared.config, **options):
@@ -428,10 +424,9 @@ class _RunTracker:
         return False
 
     async def _record_error(self, exc: BaseException) -> None:
-        self.execution.error = f"{type(exc).__name__}: {exc}"[:2000]
+        error = f"{type(exc).__name__}: {exc}"
+        self.execution.error = error[:2000]
         try:
-            await self.service.persistence.set_thread_error(
-                self.prepared.thread_id, f"{type(exc).__name__}: {exc}"
-            )
+            await self.service.persistence.set_thread_error(self.prepared.thread_id, error)
         except Exception:
             log.exception("could not record the error of run %s", self.prepared.run_id)

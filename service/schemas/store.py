@@ -19,7 +19,10 @@ from service.schemas.models import StrictBody
 
 MAX_NAMESPACE_DEPTH = 10
 # A label holds no period: the SDKs and the stores join labels with them.
-NamespaceLabel = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^.]+$")]
+MAX_LABEL_CHARS = 128
+NamespaceLabel = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_LABEL_CHARS, pattern=r"^[^.]+$")
+]
 RESERVED_ROOT = "langgraph"
 
 

@@ -17,6 +17,8 @@ from service.api.encoding import json_response
 from service.api.limits import json_depth
 from service.schemas.models import ERROR_RESPONSES
 from service.schemas.store import (
+    MAX_LABEL_CHARS,
+    MAX_NAMESPACE_DEPTH,
     StoreDelete,
     StoreNamespaces,
     StorePut,
@@ -38,9 +40,12 @@ def _item(owner: str | None, item: Item) -> dict[str, Any]:
 
 def _namespace_from_query(dotted: str) -> tuple[str, ...]:
     labels = tuple(dotted.split("."))
-    if any(not label or len(label) > 128 for label in labels) or len(labels) > 10:
+    bad_label = any(not label or len(label) > MAX_LABEL_CHARS for label in labels)
+    if bad_label or len(labels) > MAX_NAMESPACE_DEPTH:
         raise HTTPException(
-            422, "namespace: up to 10 non-empty labels of at most 128 characters, joined by '.'"
+            422,
+            f"namespace: up to {MAX_NAMESPACE_DEPTH} non-empty labels of at most "
+            f"{MAX_LABEL_CHARS} characters, joined by '.'",
         )
     return labels
 
