@@ -62,6 +62,9 @@ class ServerProcess:
             "APPOINTMENTS_DB_PATH": str(self.data_dir / "appointments.db"),
             "PROMETHEUS_MULTIPROC_DIR": str(run_dir / f"metrics-{self.port}"),
             "LOG_LEVEL": "warning",
+            # Open every day, so "tomorrow" in a test books whatever day the suite runs on
+            # (closed days are tested against a fixed clock in the unit tests).
+            "BOOKING_OPEN_DAYS": "0,1,2,3,4,5,6",
             **(env or {}),
         }
         self.user = user
