@@ -4,6 +4,7 @@
     python loadtest/bench.py --quick          # 10 users x 2 turns, 1 repeat: a sanity run
     python loadtest/bench.py --scaling        # turns/s at 1 worker vs --scaling-workers
     python loadtest/bench.py --no-pin         # server and client left to the scheduler
+    python loadtest/bench.py --profile        # and where each turn's server CPU goes (py-spy)
 
 The same closed-loop HTTP workload (loadtest/benchmark/workload.py) runs against each
 configuration on a fresh server: the memory ceiling, the stock AsyncSqliteSaver,
@@ -24,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python loadtest/bench.py` too
 
-from loadtest.benchmark import pinning, report
+from loadtest.benchmark import pinning, profiling, report
 from loadtest.benchmark.runner import CONFIGS, DEFAULT_CONFIGS, Config, RunResult, measure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +63,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-pin", action="store_true", default=_env("BENCH_PIN", "1") == "0",
         help="leave server and client unpinned (BENCH_PIN=0); pinned by default on 2+ CPUs",
+    )  # fmt: skip
+    parser.add_argument(
+        "--profile", action="store_true", default=_env("BENCH_PROFILE", "0") == "1",
+        help="sample the workers with py-spy: CPU per turn by part (BENCH_PROFILE=1)",
     )  # fmt: skip
     parser.add_argument("--scaling", action="store_true", help="1 worker vs --scaling-workers")
     parser.add_argument(
@@ -138,6 +143,7 @@ def _run_all(plan: list[tuple[Config, dict]], args: argparse.Namespace) -> list[
             "latency_ms": args.latency_ms,
             "client_procs": args.client_procs,
             "pinning": args.pinning,
+            "profile_dir": args.out / "profiles" if args.profile else None,
             **overrides,
         }
         result = measure(config, **options)
@@ -169,10 +175,23 @@ def compare(args: argparse.Namespace) -> None:
     table = report.comparison_table(rows)
     report.save_runs(out / "bench_runs.csv", runs)
     report.save_summary(out / "bench.csv", rows)
+    costs = report.cost_table(runs)
+    if costs:
+        table += f"\nWhat a turn costs sent another way, same repeat:\n\n{costs}\n"
+    profile = report.profile_table(runs)
+    if profile:
+        table += (
+            "\nSampled server CPU per turn (ms) by part, py-spy at "
+            f"{profiling.RATE_HZ} Hz, medians over the repeats:\n\n{profile}"
+        )
     sweep_note = ""
     if args.sweep_users:
         print(f"sweep over users {args.sweep_users}:", flush=True)
-        sweep_plan = [(c, {"users": u}) for u in args.sweep_users for c in args.sweep_list]
+        sweep_plan = [
+            (c, {"users": u, "profile_dir": None})
+            for u in args.sweep_users
+            for c in args.sweep_list
+        ]
         sweep = _run_all(sweep_plan, args)
         report.save_runs(out / "bench_sweep.csv", sweep)
         report.plot_sweep(out / "bench.png", sweep)

@@ -185,6 +185,71 @@ def scaling_table(runs: list[RunResult], low: int, high: int) -> str:
     return markdown_table(headers, body)
 
 
+# (configuration, what it is compared with): what a run costs sent another way.
+COST_PAIRS = (("exit-background", "exit"), ("exit-resumable", "exit-stream"))
+
+
+def cost_table(runs: list[RunResult]) -> str:
+    """Server CPU per turn and turns/s of each COST_PAIRS configuration against its
+    reference, run by run within a repeat (they alternate), median [min-max]."""
+    body = []
+    for key, reference in COST_PAIRS:
+        mine = {r.repeat: r for r in runs if r.config == key}
+        theirs = {r.repeat: r for r in runs if r.config == reference}
+        pairs = [(mine[k], theirs[k]) for k in mine if k in theirs]
+        if not pairs:
+            continue
+        body.append(
+            [
+                CONFIGS[key].label,
+                CONFIGS[reference].label,
+                spread([a.cpu_ms_per_turn / b.cpu_ms_per_turn for a, b in pairs]),
+                spread([a.turns_per_s / b.turns_per_s for a, b in pairs]),
+            ]
+        )
+    if not body:
+        return ""
+    headers = ["configuration", "against", "CPU per turn x", "turns/s x"]
+    return markdown_table(headers, body)
+
+
+def profile_table(runs: list[RunResult]) -> str:
+    """Sampled CPU ms per turn by part, median over each configuration's profiled runs,
+    with each configuration's difference from the ceiling (the first configuration)."""
+    order = [key for key in dict.fromkeys(r.config for r in runs) if _profiled(runs, key)]
+    if not order:
+        return ""
+    medians = {key: _median_parts([r for r in runs if r.config == key]) for key in order}
+    parts = sorted(
+        {part for parts in medians.values() for part in parts},
+        key=lambda part: -max(parts.get(part, 0.0) for parts in medians.values()),
+    )
+    base = medians[order[0]]
+    headers = ["part", *(CONFIGS[key].label for key in order)]
+    headers += [f"{CONFIGS[key].label} - {CONFIGS[order[0]].label}" for key in order[1:]]
+    body = []
+    for part in [*parts, "total"]:
+        values = {
+            key: sum(m.values()) if part == "total" else m.get(part, 0.0)
+            for key, m in medians.items()
+        }
+        base_value = sum(base.values()) if part == "total" else base.get(part, 0.0)
+        row = [part, *(f"{values[key]:.2f}" for key in order)]
+        row += [f"{values[key] - base_value:+.2f}" for key in order[1:]]
+        body.append(row)
+    return markdown_table(headers, body)
+
+
+def _profiled(runs: list[RunResult], key: str) -> bool:
+    return any(r.profile_ms for r in runs if r.config == key)
+
+
+def _median_parts(runs: list[RunResult]) -> dict[str, float]:
+    profiled = [r.profile_ms for r in runs if r.profile_ms]
+    parts = {part for profile in profiled for part in profile}
+    return {part: statistics.median(p.get(part, 0.0) for p in profiled) for part in parts}
+
+
 def save_runs(path: Path, runs: list[RunResult]) -> None:
     write_csv(path, [r.row() for r in runs])
 

@@ -6,6 +6,7 @@ counters belong to that run alone; the readings bracket the measured workload on
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from loadtest.benchmark import procstat
+from loadtest.benchmark import procstat, profiling
 from loadtest.benchmark.pinning import Pinning, pin_server, postmaster_pid
 from loadtest.benchmark.procstat import CpuAt
 from loadtest.benchmark.workload import WorkloadResult, run_workload, start_time
@@ -33,6 +34,7 @@ class Config:
     checkpointer: str
     durability: str
     settings: tuple[tuple[str, str], ...] = ()
+    mode: str = "wait"  # how the workload sends each turn (workload.MODES)
 
 
 CONFIGS = {
@@ -48,6 +50,13 @@ CONFIGS = {
     ),
     "exit-log": Config(
         "exit-log", "ours, exit, access log on", "sqlite", "exit", (("ACCESS_LOG", "true"),)
+    ),
+    "exit-background": Config(
+        "exit-background", "ours, exit, background run + join", "sqlite", "exit", mode="background"
+    ),
+    "exit-stream": Config("exit-stream", "ours, exit, stream", "sqlite", "exit", mode="stream"),
+    "exit-resumable": Config(
+        "exit-resumable", "ours, exit, resumable stream", "sqlite", "exit", mode="resumable"
     ),
     "async": Config("async", "ours, durability=async", "sqlite", "async"),
     "sync": Config("sync", "ours, durability=sync", "sqlite", "sync"),
@@ -114,6 +123,8 @@ class RunResult:
     cpu_s: float
     cpu_ms_per_turn: float
     worker_skew: float
+    # Sampled CPU ms per turn by part of the turn (`--profile`), else empty.
+    profile_ms: dict[str, float] = field(default_factory=dict, repr=False)
     latencies_ms: list[float] = field(default_factory=list, repr=False)
     put_buckets: list[tuple[float, float]] = field(default_factory=list, repr=False)
     error_samples: list[str] = field(default_factory=list, repr=False)
@@ -121,7 +132,7 @@ class RunResult:
     def row(self) -> dict[str, Any]:
         """The CSV columns (raw series left out)."""
         data = asdict(self)
-        for key in ("latencies_ms", "put_buckets", "error_samples"):
+        for key in ("latencies_ms", "put_buckets", "error_samples", "profile_ms"):
             data.pop(key)
         return data
 
@@ -176,7 +187,9 @@ def measure(
     client_procs: int,
     repeat: int = 0,
     pinning: Pinning | None = None,
+    profile_dir: Path | None = None,
 ) -> RunResult:
+    """One run; with `profile_dir`, py-spy samples the workers during the workload."""
     env = {
         "CHECKPOINTER": config.checkpointer,
         "CHECKPOINT_DURABILITY": config.durability,
@@ -206,6 +219,7 @@ def measure(
                 2,
                 workers=workers,
                 slot_base=WARMUP_SLOT_BASE,
+                mode=config.mode,
             )
             db = server.db_path
             stored_before = stored_now()
@@ -215,14 +229,22 @@ def measure(
             start_at = start_time(users)
             pids = _server_pids(server)
             cpu_at_start = CpuAt(start_at, pids)
-            work = run_workload(
-                server.base_url,
-                users,
-                turns,
-                workers=workers,
-                client_procs=client_procs,
-                start_at=start_at,
+            profile_files: list[Path] = []
+            sampler = (
+                profiling.sampling(server.worker_pids(), profile_dir, f"{config.key}-{repeat}")
+                if profile_dir
+                else contextlib.nullcontext(profile_files)
             )
+            with sampler as profile_files:
+                work = run_workload(
+                    server.base_url,
+                    users,
+                    turns,
+                    workers=workers,
+                    client_procs=client_procs,
+                    start_at=start_at,
+                    mode=config.mode,
+                )
             cpu_before = cpu_at_start.result()
             cpu_after = procstat.total_cpu_seconds(_server_pids(server))
             samples_after = _scrape(server.base_url)
@@ -232,7 +254,7 @@ def measure(
             server.stop()
             if pg_url:
                 _postgres_server().drop_database(pg_url)
-    return _result(
+    result = _result(
         config,
         repeat,
         users,
@@ -244,6 +266,9 @@ def measure(
         files,
         None if stored_before is None or stored_after is None else stored_after - stored_before,
     )
+    if profile_files:
+        result.profile_ms = profiling.ms_per_turn(profiling.read_samples(profile_files), work.turns)
+    return result
 
 
 def _result(

@@ -17,12 +17,19 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
+from typing import Any
+
+import orjson
 
 from loadtest.benchmark.httpclient import Connection, HttpError
 from loadtest.common import dialogue as d
 from service.settings import load_settings
 
 CYCLE = 5
+
+# How each turn is sent: `runs/wait`; a background run then its join; a stream of
+# `values` events (plain or resumable), whose last event is the thread's state.
+MODES = ("wait", "background", "stream", "resumable")
 
 
 @dataclass
@@ -66,8 +73,43 @@ def message(turn: int, customer: d.Customer, code: str | None) -> str:
     return d.thanks(customer)
 
 
+def last_values(stream: Any) -> Any:
+    """The data of the last `values` event of an SSE body (None if there is none)."""
+    if not isinstance(stream, str):
+        return None
+    found = None
+    for block in stream.replace("\r\n", "\n").split("\n\n"):
+        lines = block.split("\n")
+        if "event: values" in lines:
+            data = "\n".join(line[6:] for line in lines if line.startswith("data: "))
+            found = orjson.loads(data)
+    return found
+
+
+async def send_turn(
+    conn: Connection, thread_id: str, body: dict[str, Any], mode: str
+) -> tuple[int, Any]:
+    """One turn as `mode` sends it; (status, the thread's values after it)."""
+    runs = f"/threads/{thread_id}/runs"
+    if mode == "wait":
+        return await conn.request("POST", f"{runs}/wait", body)
+    if mode == "background":
+        status, run = await conn.request("POST", runs, body)
+        if status != 200:
+            return status, run
+        return await conn.request("GET", f"{runs}/{run['run_id']}/join")
+    streamed = {**body, "stream_mode": ["values"], "stream_resumable": mode == "resumable"}
+    status, events = await conn.request("POST", f"{runs}/stream", streamed)
+    return status, last_values(events) if status == 200 else events
+
+
 async def run_user(
-    conn: Connection, uid: int, turns: int, allocator: d.SlotAllocator, slot_base: int
+    conn: Connection,
+    uid: int,
+    turns: int,
+    allocator: d.SlotAllocator,
+    slot_base: int,
+    mode: str = "wait",
 ) -> WorkloadResult:
     result = WorkloadResult()
     thread_id = f"bench-{slot_base}-{uid}"
@@ -87,7 +129,7 @@ async def run_user(
             }
             start = time.perf_counter()
             try:
-                status, values = await conn.request("POST", f"/threads/{thread_id}/runs/wait", body)
+                status, values = await send_turn(conn, thread_id, body, mode)
             except HttpError as exc:
                 result.errors += 1
                 result.samples.append(str(exc)[:200])
@@ -118,7 +160,8 @@ async def balanced_connections(base_url: str, count: int, workers: int) -> list[
     The kernel hands a new connection to whichever worker accepts first, which can
     leave one worker with most users for a whole run; throughput would then measure
     luck. Each connection asks GET /info which worker it reached; surplus ones are
-    replaced (a bounded number of times, then accepted as they are).
+    replaced (a bounded number of times, then accepted as they are). A server whose
+    /info names no pid (a peer runtime: loadtest/peers.py) counts as one worker.
     """
     quota = -(-count // max(workers, 1))
     kept: dict[int, list[Connection]] = {}
@@ -129,7 +172,8 @@ async def balanced_connections(base_url: str, count: int, workers: int) -> list[
         fresh = [Connection(base_url) for _ in range(missing)]
         answers = await asyncio.gather(*(c.request("GET", "/info") for c in fresh))
         for conn, (_, info) in zip(fresh, answers, strict=True):
-            group = kept.setdefault(int(info["pid"]), [])
+            pid = info.get("pid", 0) if isinstance(info, dict) else 0
+            group = kept.setdefault(int(pid), [])
             if len(group) < quota:
                 group.append(conn)
             else:
@@ -140,7 +184,13 @@ async def balanced_connections(base_url: str, count: int, workers: int) -> list[
 
 
 async def run_users(
-    base_url: str, uids: list[int], turns: int, slot_base: int, start_at: float, workers: int
+    base_url: str,
+    uids: list[int],
+    turns: int,
+    slot_base: int,
+    start_at: float,
+    workers: int,
+    mode: str = "wait",
 ) -> WorkloadResult:
     """All `uids` at once, starting at `start_at` (time.monotonic(), shared by processes)."""
     allocator = d.SlotAllocator(load_settings())
@@ -151,7 +201,7 @@ async def run_users(
     started = time.monotonic()
     parts = await asyncio.gather(
         *(
-            run_user(conn, uid, turns, allocator, slot_base)
+            run_user(conn, uid, turns, allocator, slot_base, mode)
             for conn, uid in zip(conns, uids, strict=True)
         )
     )
@@ -163,9 +213,15 @@ async def run_users(
 
 
 def _in_process(
-    base_url: str, uids: list[int], turns: int, slot_base: int, start_at: float, workers: int
+    base_url: str,
+    uids: list[int],
+    turns: int,
+    slot_base: int,
+    start_at: float,
+    workers: int,
+    mode: str,
 ) -> WorkloadResult:
-    return asyncio.run(run_users(base_url, uids, turns, slot_base, start_at, workers))
+    return asyncio.run(run_users(base_url, uids, turns, slot_base, start_at, workers, mode))
 
 
 def start_time(users: int) -> float:
@@ -182,8 +238,10 @@ def run_workload(
     slot_base: int = 0,
     client_procs: int = 1,
     start_at: float | None = None,
+    mode: str = "wait",
 ) -> WorkloadResult:
-    """N users x T turns, spread evenly over `workers`, from `client_procs` processes.
+    """N users x T turns, spread evenly over `workers`, from `client_procs` processes,
+    each turn sent as `mode` (one of MODES) sends it.
 
     Connections are opened and balanced before the shared start time `start_at`
     (time.monotonic(); by default a margin from now that grows with `users`).
@@ -192,11 +250,11 @@ def run_workload(
     if start_at is None:
         start_at = start_time(users)
     if client_procs <= 1:
-        return _in_process(base_url, uids, turns, slot_base, start_at, workers)
+        return _in_process(base_url, uids, turns, slot_base, start_at, workers, mode)
     groups = [uids[i::client_procs] for i in range(client_procs)]
     with ProcessPoolExecutor(len(groups), mp_context=get_context("fork")) as pool:
         futures = [
-            pool.submit(_in_process, base_url, group, turns, slot_base, start_at, workers)
+            pool.submit(_in_process, base_url, group, turns, slot_base, start_at, workers, mode)
             for group in groups
         ]
         results = [future.result() for future in futures]

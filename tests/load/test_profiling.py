@@ -1,0 +1,65 @@
+"""The benchmark's profile (`--profile`): py-spy samples the real workers during the
+workload, each sample is filed under the innermost part of a turn it belongs to, and
+the table compares each configuration with the ceiling part by part."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loadtest.benchmark import profiling, report
+from loadtest.benchmark.runner import CONFIGS, measure
+
+SAVER = "aput (/app/service/storage/sqlite/saver.py:520)"
+SERDE = "dumps_typed (/venv/langgraph/checkpoint/serde/jsonplus.py:80)"
+PREGEL = "tick (/venv/langgraph/pregel/_loop.py:400)"
+ROUTE = "wait (/app/service/api/routes/runs.py:60)"
+SQLITE = "SQLite: checkpoints, thread and run records"
+JSON = "encode (/usr/lib/python3.11/json/encoder.py:200)"
+
+
+def test_a_sample_belongs_to_its_innermost_part() -> None:
+    assert profiling.part_of(f"{ROUTE};{PREGEL};{SAVER};{SERDE};{JSON}") == (
+        "checkpoint serialization"
+    )
+    assert profiling.part_of(f"{ROUTE};{PREGEL};{SAVER}") == SQLITE
+    assert profiling.part_of(f"{ROUTE};{PREGEL};{JSON}") == "graph runtime (pregel)"
+    assert profiling.part_of("run (/usr/lib/python3.11/asyncio/events.py:80)") == profiling.OTHER
+
+
+def test_samples_add_up_per_part_and_read_as_ms_per_turn(tmp_path: Path) -> None:
+    raw = tmp_path / "exit-0-1.txt"
+    raw.write_text(f"{ROUTE};{SAVER} 50\n{ROUTE};{PREGEL} 25\n{ROUTE};{PREGEL};{SAVER} 25\n")
+    counts = profiling.read_samples([raw, tmp_path / "missing.txt"])
+    assert counts == {SQLITE: 75, "graph runtime (pregel)": 25}
+    per_turn = profiling.ms_per_turn(counts, turns=10)
+    # 75 samples at 250 Hz = 300 ms, over 10 turns.
+    assert per_turn[SQLITE] == pytest.approx(30.0)
+
+
+@pytest.mark.skipif(profiling.available() is None, reason="py-spy is not installed")
+@pytest.mark.timeout(180)
+def test_a_profiled_run_accounts_for_the_workers_cpu(tmp_path: Path) -> None:
+    runs = [
+        measure(
+            CONFIGS[key],
+            users=8,
+            turns=5,
+            workers=2,
+            latency_ms=0,
+            client_procs=1,
+            profile_dir=tmp_path,
+        )
+        for key in ("memory", "exit")
+    ]
+    memory, ours = runs
+    assert ours.errors == 0 and ours.lost == 0
+    assert SQLITE in ours.profile_ms
+    assert memory.profile_ms and memory.errors == 0
+    # Sampled CPU is of the order of the CPU the kernel billed to the server.
+    sampled = sum(ours.profile_ms.values())
+    assert 0.2 * ours.cpu_ms_per_turn < sampled < 3 * ours.cpu_ms_per_turn
+    table = report.profile_table(runs)
+    assert "ours, durability=exit - memory (ceiling)" in table.splitlines()[0]
+    assert table.splitlines()[-1].startswith("| total")
