@@ -93,7 +93,7 @@ STORAGE_DEFERRED_OPERATIONS = Counter(
     ["backend", "operation"],
 )
 # The operations that try the event loop first.
-LOOP_FIRST_OPERATIONS = ("get", "thread", "put", "put_writes", "run")
+LOOP_FIRST_OPERATIONS = ("get", "thread", "put", "put_writes", "run", "store")
 
 # Label values known in advance. Their series are created at zero when a worker
 # starts (`init_series`), so `rate()` and alerts see 0 instead of no data.
@@ -110,6 +110,7 @@ CHECKPOINT_OPERATIONS = (
     "run",
     "queue",
     "assistant",
+    "store",
 )
 GUARD_REJECTION_REASONS = ("reject", "timeout")
 MAINTENANCE_RESULTS = ("ok", "error")

@@ -135,7 +135,7 @@ class SqlitePersistence:
 
     async def start(self) -> None:
         """Open the store; start the maintenance loop (it works only while this worker leads)."""
-        self.store = open_sqlite_store(self.path, self.settings)
+        self.store = open_sqlite_store(self.checkpointer, self.settings)
         self.maintenance.start()
 
     async def touch(self, thread_id: str) -> None:

@@ -142,7 +142,8 @@ class SqliteExecutor:
     def _without_busy_wait(self, cur: Any) -> Iterator[None]:
         """SQLite answers SQLITE_BUSY at once instead of sleeping in its busy handler;
         that answer becomes `_WouldBlock`."""
-        cur.execute("PRAGMA busy_timeout=0")
+        # Each PRAGMA answers a row: read it, so no statement is left active.
+        cur.execute("PRAGMA busy_timeout=0").fetchall()
         try:
             yield
         except DatabaseError as exc:
@@ -150,7 +151,7 @@ class SqliteExecutor:
                 raise _WouldBlock from exc
             raise
         finally:
-            cur.execute(self._restore_busy_timeout)
+            cur.execute(self._restore_busy_timeout).fetchall()
 
     @contextmanager
     def write_transaction(self) -> Iterator[Any]:

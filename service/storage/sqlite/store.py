@@ -1,25 +1,26 @@
-"""langgraph's SQLite store in the checkpoint file, on this service's SQLite library.
+"""langgraph's SQLite store in the checkpoint file, on the checkpointer's own connections.
 
-Each batch of store operations opens its own connection with `driver.connect` (the
-fixed library, the production pragmas, the busy timeout) and closes it after, on a
-worker thread. Store operations are few (a customer's profile read or written now and
-then), and a connection held open would keep a read-only view of the file's shared
-memory alive after a read-only spell ends, which the checkpointer's own connections
-must drop together to recover (see `executor._reopen_writer`).
+A batch runs as the checkpointer's reads and writes do: a batch that only reads on
+its reader connection (a batch of point reads right on the event loop when the
+connection is free), any other batch in one of its write transactions, through the
+cross-process write gate, with its fault handling (a file that turns read-only and
+back reopens both connections together). A customer's profile is read at the start
+of every conversation turn, so a connection opened per batch would be paid per turn.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from langgraph.store.base import BaseStore, Op, Result
+from langgraph.store.base import BaseStore, GetOp, ListNamespacesOp, Op, Result, SearchOp
 from langgraph.store.sqlite import SqliteStore
 
 from service.settings import Settings
 from service.storage.sqlite.driver import OperationalError, connect
+from service.storage.sqlite.executor import SqliteExecutor
 from service.storage.store import SharedStore, store_ttl
 
 
@@ -37,30 +38,85 @@ def sweep_sqlite_store(conn: Any, settings: Settings) -> int:
     return SqliteStore(conn, ttl=store_ttl(settings)).sweep_ttl()
 
 
-class SqliteStoreOnDemand(BaseStore):
-    """SqliteStore, one connection per batch of operations."""
+class _StoreOnCursor(SqliteStore):
+    """SqliteStore's statements on a cursor the executor opened (in its transaction or
+    on its reader), instead of the store's own connection and transaction.
+
+    One per connection: making one registers the store's SQL function on the
+    connection, which SQLite refuses while a statement is active and which makes the
+    connection prepare its cached statements again.
+    """
+
+    def __init__(self, conn: Any, ttl: Any) -> None:
+        super().__init__(conn, ttl=ttl)
+        self.is_setup = True  # made before the workers started
+        self._given: Any = None
+
+    @contextmanager
+    def _cursor(self, *, transaction: bool = True) -> Iterator[Any]:
+        yield self._given
+
+
+class SqliteStoreOnSaver(BaseStore):
+    """SqliteStore on a checkpointer's executor: its connections, locks and write gate."""
 
     supports_ttl = True
 
-    def __init__(self, path: Path, settings: Settings) -> None:
-        self.path = path
-        self.settings = settings
+    def __init__(self, executor: SqliteExecutor, settings: Settings) -> None:
+        self.executor = executor
         self.ttl_config = store_ttl(settings)
+        self._stores: dict[int, tuple[Any, _StoreOnCursor]] = {}
+        for conn in (executor.conn, executor.writer):
+            self._store_for(conn)
 
-    def batch(self, ops: Iterable[Op]) -> list[Result]:
-        conn = connect(self.path, self.settings)
+    def _store_for(self, conn: Any) -> _StoreOnCursor:
+        """The connection's store (a new one after the executor reopened its connections)."""
+        entry = self._stores.get(id(conn))
+        if entry is None or entry[0] is not conn:
+            live = {id(self.executor.conn), id(self.executor.writer)}
+            self._stores = {key: item for key, item in self._stores.items() if key in live}
+            entry = (conn, _StoreOnCursor(conn, self.ttl_config))
+            self._stores[id(conn)] = entry
+        return entry[1]
+
+    def _on(self, cur: Any, ops: list[Op]) -> list[Result]:
+        store = self._store_for(cur.connection)
+        store._given = cur
         try:
-            store = SqliteStore(conn, ttl=self.ttl_config)
-            store.is_setup = True  # made before the workers started
             return store.batch(ops)
         finally:
-            conn.close()
+            store._given = None
+
+    def _reads_only(self, ops: list[Op]) -> bool:
+        """Nothing to write: no put, and no TTL that reading would refresh."""
+        refreshes = bool(self.ttl_config and self.ttl_config.get("refresh_on_read"))
+        return all(
+            isinstance(op, ListNamespacesOp)
+            or (isinstance(op, GetOp | SearchOp) and not (refreshes and op.refresh_ttl))
+            for op in ops
+        )
+
+    def _read(self, ops: list[Op]) -> list[Result]:
+        with self.executor.cursor(transaction=False) as cur:
+            return self._on(cur, ops)
+
+    def _write(self, ops: list[Op]) -> list[Result]:
+        with self.executor.write_transaction() as cur:
+            return self._on(cur, ops)
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        ops = list(ops)
+        return self._read(ops) if self._reads_only(ops) else self._write(ops)
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
-        return await asyncio.to_thread(self.batch, list(ops))
+        ops = list(ops)
+        if self._reads_only(ops):
+            point = all(isinstance(op, GetOp) for op in ops)
+            return await self.executor.run_read("store", self._read, ops, point=point)
+        return await self.executor.run_write("store", self._write, ops, single=True)
 
 
-def open_sqlite_store(path: Path, settings: Settings) -> SharedStore:
-    """This worker's store."""
-    inner = SqliteStoreOnDemand(path, settings)
+def open_sqlite_store(executor: SqliteExecutor, settings: Settings) -> SharedStore:
+    """This worker's store, on its checkpointer's connections."""
+    inner = SqliteStoreOnSaver(executor, settings)
     return SharedStore(inner, (OperationalError,), settings.busy_retry_after_s)
