@@ -79,7 +79,7 @@ def _unauthorized() -> HTTPException:
     return HTTPException(401, "missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_principal(request: Request) -> Principal:
+async def require_principal(request: Request) -> Principal:
     settings: Settings = request.app.state.settings
     if not settings.auth_enabled:
         return Principal(owner=None)
@@ -90,7 +90,7 @@ def require_principal(request: Request) -> Principal:
     return Principal(owner=owner)
 
 
-def require_metrics_access(request: Request) -> None:
+async def require_metrics_access(request: Request) -> None:
     """Prometheus may present METRICS_TOKEN; any API key works too."""
     settings: Settings = request.app.state.settings
     if not settings.auth_enabled:

@@ -27,7 +27,8 @@ class AppState:
     extra: dict[str, Any]
 
 
-def get_app_state(request: Request) -> AppState:
+async def get_app_state(request: Request) -> AppState:
+    """Async, as every dependency here: a plain function would run on a worker thread."""
     return request.app.state.service
 
 
