@@ -7,7 +7,7 @@ JS_DIR := clients/js
 JS_STAMP := $(JS_DIR)/node_modules/.installed-stamp
 
 .PHONY: venv js-deps run test test-fast lint format lock init-db backup stats integrity-check \
-        checkpoint-wal vacuum fuzz loadtest bench test-docker up down logs clean
+        checkpoint-wal vacuum fuzz loadtest bench bench-peers test-docker up down logs clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -87,6 +87,9 @@ loadtest: venv ## Locust 10→100 users against a fresh multi-worker server (LOA
 bench: venv ## what each checkpointer setting costs per turn (BENCH_* variables, or ARGS=--quick)
 	$(BIN)/python loadtest/bench.py $(ARGS)
 	$(BIN)/python loadtest/long_conversation.py
+
+bench-peers: venv ## the same graph and load under langgraph dev and Aegra, next to ours (ARGS=--users 10 ...)
+	$(BIN)/python loadtest/peers.py $(ARGS)
 
 fuzz: venv ## schemathesis and hypothesis bodies against the real server, longer than in `make test`
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-200} $(BIN)/python -m pytest tests/fuzz -q

@@ -56,8 +56,12 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("service/api/", "service/schemas/", "fastapi/", "pydantic"),
     ),
     ("HTTP server (uvicorn, starlette)", ("uvicorn", "starlette/", "h11/", "httptools", "anyio/")),
+    (
+        "event loop: tasks, futures, thread hand-offs",
+        ("asyncio/", "concurrent/futures/", "/threading.py", "/selectors.py"),
+    ),
 )
-OTHER = "other (event loop, start-up, garbage collection)"
+OTHER = "other (start-up, garbage collection)"
 
 
 def available() -> str | None:

@@ -25,7 +25,12 @@ def test_a_sample_belongs_to_its_innermost_part() -> None:
     )
     assert profiling.part_of(f"{ROUTE};{PREGEL};{SAVER}") == SQLITE
     assert profiling.part_of(f"{ROUTE};{PREGEL};{JSON}") == "graph runtime (pregel)"
-    assert profiling.part_of("run (/usr/lib/python3.11/asyncio/events.py:80)") == profiling.OTHER
+    loop = "_run_once (/usr/lib/python3.11/asyncio/base_events.py:1922)"
+    assert profiling.part_of(f"{loop};select (/usr/lib/python3.11/selectors.py:468)") == (
+        "event loop: tasks, futures, thread hand-offs"
+    )
+    assert profiling.part_of(f"{loop};{ROUTE};{JSON}") == "API: routes, validation, encoding"
+    assert profiling.part_of("<module> (<string>:1)") == profiling.OTHER
 
 
 def test_samples_add_up_per_part_and_read_as_ms_per_turn(tmp_path: Path) -> None:
