@@ -181,7 +181,7 @@ def compare(args: argparse.Namespace) -> None:
     profile = report.profile_table(runs)
     if profile:
         table += (
-            "\nSampled server CPU per turn (ms) by part, py-spy at "
+            "\nServer CPU per turn (ms) split by part, by py-spy's samples at "
             f"{profiling.RATE_HZ} Hz, medians over the repeats:\n\n{profile}"
         )
     sweep_note = ""

@@ -4,64 +4,87 @@ grouped into the parts of a turn.
 
 Each sample is filed under the innermost frame that belongs to a part: a JSON encoder
 called by the checkpoint serializer counts as serialization, a SQLite call made by the
-saver as SQLite. py-spy leaves out threads that are idle (waiting on a lock, a socket,
-the event loop's `epoll`), so samples per turn read as CPU per turn.
+saver as SQLite. Samples of a thread that waits (on a lock, an empty queue, the event
+loop's `select`: WAIT_LINES) are left out; the kernel's count of the workers' CPU per
+turn is then split by the parts' shares of the samples.
 """
 
 from __future__ import annotations
 
+import asyncio.base_events
+import concurrent.futures.thread
 import contextlib
+import inspect
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 RATE_HZ = 250
 
-# (part, path fragments of the frames that belong to it), innermost match first.
+# (part, the source paths that belong to it), innermost match first. py-spy names a
+# file by its path below its sys.path entry, a namespace package's (langgraph) below
+# the package: `pregel/main.py`, `checkpoint/serde/jsonplus.py`, `service/api/deps.py`.
 PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (
-        "checkpoint serialization",
-        ("langgraph/checkpoint/serde/", "ormsgpack", "storage/sqlite/serde"),
-    ),
-    ("in-memory checkpoints", ("langgraph/checkpoint/memory/", "service/storage/bench/")),
-    ("PostgreSQL", ("service/storage/postgres/", "psycopg")),
-    ("SQLite: checkpoints, thread and run records", ("service/storage/sqlite/", "sqlite3/")),
+    ("checkpoint serialization",
+     ("checkpoint/serde/", "ormsgpack", "service/storage/sqlite/serde")),
+    ("in-memory checkpoints", ("checkpoint/memory/", "store/memory/", "service/storage/bench/")),
+    ("PostgreSQL", ("service/storage/postgres/", "psycopg", "store/postgres/")),
+    ("SQLite: checkpoints, thread and run records, store",
+     ("service/storage/sqlite/", "pysqlite3/", "sqlite3/", "store/sqlite/")),
     ("storage, shared (guard, records, store)", ("service/storage/",)),
     ("bookings", ("service/bookings/",)),
-    (
-        "agent and offline model",
-        ("service/agent/", "langchain_core/language_models", "langchain_core/messages"),
-    ),
-    (
-        "graph runtime (pregel)",
-        (
-            "langgraph/pregel/",
-            "langgraph/graph/",
-            "langgraph/channels/",
-            "langgraph/_internal/",
-            "langgraph/utils/",
-            "langchain_core/runnables/",
-            "langchain_core/callbacks/",
-            "langchain_core/tracers/",
-        ),
-    ),
+    ("agent and offline model",
+     ("service/agent/", "langchain_core/language_models/", "langchain_core/messages/")),
+    ("graph runtime (pregel)",
+     ("pregel/", "graph/", "channels/", "_internal/", "prebuilt/", "runtime.py", "types.py",
+      "langchain_core/runnables/", "langchain_core/callbacks/", "langchain_core/tracers/",
+      "langchain_core/tools/")),
     ("runs: lifecycle, streams, records", ("service/runs/",)),
-    ("metrics and logs", ("prometheus_client/", "service/observability/", "/logging/")),
-    (
-        "API: routes, validation, encoding",
-        ("service/api/", "service/schemas/", "fastapi/", "pydantic"),
-    ),
-    ("HTTP server (uvicorn, starlette)", ("uvicorn", "starlette/", "h11/", "httptools", "anyio/")),
-    (
-        "event loop: tasks, futures, thread hand-offs",
-        ("asyncio/", "concurrent/futures/", "/threading.py", "/selectors.py"),
-    ),
-)
+    ("metrics and logs", ("prometheus_client/", "service/observability/", "logging/")),
+    ("API: routes, validation, encoding",
+     ("service/api/", "service/schemas/", "fastapi/", "pydantic/", "pydantic_core/")),
+    ("HTTP server (uvicorn, starlette)",
+     ("uvicorn/", "uvicorn_worker/", "starlette/", "h11/", "httptools/", "anyio/")),
+    ("event loop: tasks, futures, thread hand-offs",
+     ("asyncio/", "concurrent/futures/", "threading.py", "selectors.py")),
+)  # fmt: skip
 OTHER = "other (start-up, garbage collection)"
+
+# Where a thread waits (the event loop's `select`, an idle pool thread, a lock): py-spy
+# cannot always tell such a thread from a running one without pausing the process, so
+# a sample whose innermost frame is one of these lines is idle and left out.
+_WAITS = (
+    (asyncio.base_events.BaseEventLoop._run_once, "asyncio/base_events.py", "selector.select("),
+    (concurrent.futures.thread._worker, "concurrent/futures/thread.py", "work_queue.get("),
+    (threading.Condition.wait, "threading.py", "waiter.acquire("),
+)
+
+
+def _wait_lines() -> frozenset[tuple[str, int]]:
+    found = set()
+    for function, path, text in _WAITS:
+        lines, first = inspect.getsourcelines(function)
+        found.update((path, first + n) for n, line in enumerate(lines) if text in line)
+    return frozenset(found)
+
+
+WAIT_LINES = _wait_lines()
+
+
+def _where(frame: str) -> tuple[str, int]:
+    """(path, line) of one py-spy frame, `function (path:line)`."""
+    inside = frame[frame.rfind("(") + 1 :].rstrip(")")
+    path, _, line = inside.rpartition(":")
+    return path, int(line) if line.isdigit() else 0
+
+
+def _belongs(path: str, fragment: str) -> bool:
+    return path.startswith(fragment) or f"/{fragment}" in path
 
 
 def available() -> str | None:
@@ -100,12 +123,17 @@ def sampling(pids: list[int], out_dir: Path, name: str) -> Iterator[list[Path]]:
                 proc.kill()
 
 
+def is_idle(stack: str) -> bool:
+    """Whether a sampled stack (root first, `;`-separated) is a thread waiting."""
+    return _where(stack.rsplit(";", 1)[-1]) in WAIT_LINES
+
+
 def part_of(stack: str) -> str:
     """The part one sampled stack (root first, `;`-separated) belongs to."""
-    frames = stack.split(";")
-    for frame in reversed(frames):
+    for frame in reversed(stack.split(";")):
+        path, _ = _where(frame)
         for part, fragments in PARTS:
-            if any(fragment in frame for fragment in fragments):
+            if any(_belongs(path, fragment) for fragment in fragments):
                 return part
     return OTHER
 
@@ -118,13 +146,18 @@ def read_samples(files: list[Path]) -> Counter[str]:
             continue
         for line in path.read_text(errors="replace").splitlines():
             stack, _, count = line.rpartition(" ")
-            if stack and count.isdigit():
+            if stack and count.isdigit() and not is_idle(stack):
                 counts[part_of(stack)] += int(count)
     return counts
 
 
-def ms_per_turn(counts: Counter[str], turns: int) -> dict[str, float]:
-    """Sampled CPU milliseconds per turn, by part."""
-    if not turns:
+def split(counts: Counter[str], cpu_ms_per_turn: float) -> dict[str, float]:
+    """The measured CPU per turn, split by each part's share of the samples.
+
+    Samples are not CPU time themselves: a worker that is ready to run but waits for
+    the CPU (two workers on one pinned core) is sampled too, where it was stopped.
+    """
+    total = sum(counts.values())
+    if not total:
         return {}
-    return {part: samples * 1000 / RATE_HZ / turns for part, samples in counts.items()}
+    return {part: cpu_ms_per_turn * samples / total for part, samples in counts.items()}

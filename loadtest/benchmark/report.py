@@ -214,7 +214,7 @@ def cost_table(runs: list[RunResult]) -> str:
 
 
 def profile_table(runs: list[RunResult]) -> str:
-    """Sampled CPU ms per turn by part, median over each configuration's profiled runs,
+    """CPU ms per turn by part, median over each configuration's profiled runs,
     with each configuration's difference from the ceiling (the first configuration)."""
     order = [key for key in dict.fromkeys(r.config for r in runs) if _profiled(runs, key)]
     if not order:

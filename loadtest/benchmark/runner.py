@@ -123,7 +123,7 @@ class RunResult:
     cpu_s: float
     cpu_ms_per_turn: float
     worker_skew: float
-    # Sampled CPU ms per turn by part of the turn (`--profile`), else empty.
+    # CPU ms per turn split by part of the turn (`--profile`), else empty.
     profile_ms: dict[str, float] = field(default_factory=dict, repr=False)
     latencies_ms: list[float] = field(default_factory=list, repr=False)
     put_buckets: list[tuple[float, float]] = field(default_factory=list, repr=False)
@@ -267,7 +267,8 @@ def measure(
         None if stored_before is None or stored_after is None else stored_after - stored_before,
     )
     if profile_files:
-        result.profile_ms = profiling.ms_per_turn(profiling.read_samples(profile_files), work.turns)
+        samples = profiling.read_samples(profile_files)
+        result.profile_ms = profiling.split(samples, result.cpu_ms_per_turn)
     return result
 
 
