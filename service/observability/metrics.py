@@ -93,7 +93,7 @@ STORAGE_DEFERRED_OPERATIONS = Counter(
     ["backend", "operation"],
 )
 # The operations that try the event loop first.
-LOOP_FIRST_OPERATIONS = ("get", "thread", "put", "put_writes", "run", "store")
+LOOP_FIRST_OPERATIONS = ("get", "thread", "put", "put_writes", "run", "store", "assistant")
 
 # Label values known in advance. Their series are created at zero when a worker
 # starts (`init_series`), so `rate()` and alerts see 0 instead of no data.

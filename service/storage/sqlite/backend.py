@@ -175,6 +175,7 @@ class SqlitePersistence:
             self.checkpointer.read_one,
             f"SELECT {THREAD_COLUMNS} FROM threads WHERE thread_id = ?",
             (thread_id,),
+            point=True,
         )
         return thread_record(*row) if row else None
 
@@ -392,6 +393,7 @@ class SqlitePersistence:
             self.checkpointer.read_one,
             f"{LATEST_SQL} WHERE a.assistant_id = ?",
             (assistant_id,),
+            point=True,
         )
         return assistant_record(row) if row else None
 
@@ -507,6 +509,7 @@ class SqlitePersistence:
             self.checkpointer.read_one,
             f"SELECT {RUN_COLUMNS} FROM runs WHERE thread_id = ? AND run_id = ?",
             (thread_id, run_id),
+            point=True,
         )
         return run_record(row) if row else None
 
