@@ -93,7 +93,16 @@ STORAGE_DEFERRED_OPERATIONS = Counter(
     ["backend", "operation"],
 )
 # The operations that try the event loop first.
-LOOP_FIRST_OPERATIONS = ("get", "thread", "put", "put_writes", "run", "store", "assistant")
+LOOP_FIRST_OPERATIONS = (
+    "get",
+    "thread",
+    "put",
+    "put_writes",
+    "run",
+    "store",
+    "assistant",
+    "queue",
+)
 
 # Label values known in advance. Their series are created at zero when a worker
 # starts (`init_series`), so `rate()` and alerts see 0 instead of no data.

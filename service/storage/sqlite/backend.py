@@ -290,6 +290,7 @@ class SqlitePersistence:
             self.checkpointer.read_all,
             NEXT_PENDING_SQL.format(collate="", m="?"),
             (limit,),
+            point=True,  # a few rows of the partial index of active runs
         )
         return [run_record(row) for row in rows]
 
@@ -326,7 +327,11 @@ class SqlitePersistence:
 
     async def cancel_requests(self, worker: str) -> dict[str, CancelAction]:
         rows = await self.checkpointer.run_read(
-            "queue", self.checkpointer.read_all, CANCEL_REQUESTS_SQL.format(m="?"), (worker,)
+            "queue",
+            self.checkpointer.read_all,
+            CANCEL_REQUESTS_SQL.format(m="?"),
+            (worker,),
+            point=True,  # a few rows of the partial index of active runs
         )
         return {run_id: action for run_id, action in rows}
 
