@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,26 +95,38 @@ def available() -> str | None:
 
 
 @contextlib.contextmanager
-def sampling(pids: list[int], out_dir: Path, name: str) -> Iterator[list[Path]]:
-    """py-spy on each pid for the duration of the block; yields the raw output files,
-    complete once the block has ended."""
+def sampling(
+    pids: list[int], out_dir: Path, name: str, start_at: float | None = None
+) -> Iterator[list[Path]]:
+    """py-spy on each pid from `start_at` (time.monotonic(); the measured workload's
+    start, after its connections are set up) to the end of the block; yields the raw
+    output files, complete once the block has ended."""
     binary = available()
     if binary is None:
         raise SystemExit("--profile needs py-spy: make venv installs it (requirements.lock)")
     out_dir.mkdir(parents=True, exist_ok=True)
     files = [out_dir / f"{name}-{pid}.txt" for pid in pids]
-    procs = [
-        subprocess.Popen(
-            [binary, "record", "--pid", str(pid), "--rate", str(RATE_HZ), "--nonblocking",
-             "--format", "raw", "--output", str(path)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for pid, path in zip(pids, files, strict=True)
-    ]  # fmt: skip
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        for pid, path in zip(pids, files, strict=True):
+            procs.append(
+                subprocess.Popen(
+                    [binary, "record", "--pid", str(pid), "--rate", str(RATE_HZ),
+                     "--nonblocking", "--format", "raw", "--output", str(path)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )  # fmt: skip
+
+    delay = 0.0 if start_at is None else max(0.0, start_at - time.monotonic())
+    timer = threading.Timer(delay, start)
+    timer.start()
     try:
         yield files
     finally:
+        timer.cancel()
+        timer.join()
         for proc in procs:
             proc.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
         for proc in procs:

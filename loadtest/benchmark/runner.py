@@ -231,7 +231,9 @@ def measure(
             cpu_at_start = CpuAt(start_at, pids)
             profile_files: list[Path] = []
             sampler = (
-                profiling.sampling(server.worker_pids(), profile_dir, f"{config.key}-{repeat}")
+                profiling.sampling(
+                    server.worker_pids(), profile_dir, f"{config.key}-{repeat}", start_at
+                )
                 if profile_dir
                 else contextlib.nullcontext(profile_files)
             )
