@@ -64,7 +64,7 @@ _WAITS = (
     (asyncio.base_events.BaseEventLoop._run_once, "asyncio/base_events.py", "selector.select("),
     (concurrent.futures.thread._worker, "concurrent/futures/thread.py", "work_queue.get("),
     (threading.Condition.wait, "threading.py", "waiter.acquire("),
-    (selectors.EpollSelector.select, "selectors.py", "self._selector.poll("),
+    (selectors.DefaultSelector.select, "selectors.py", "self._selector.poll("),
 )
 
 
