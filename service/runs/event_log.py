@@ -46,11 +46,15 @@ class EventLog:
         self._unsaved: list[RunEvent] = []
         self._flusher: asyncio.Task[None] | None = None
         self._writing = asyncio.Lock()
+        # Events to come that `take_last` already handed over to be kept.
+        self._kept_ahead = 0
 
     def append(self, event: str, data: Any) -> int:
         seq = len(self.events) + 1
         self.events.append((seq, event, data))
-        if self.persist:
+        if self._kept_ahead:
+            self._kept_ahead -= 1
+        elif self.persist:
             if seq <= self.max_kept:
                 self._unsaved.append((seq, event, encode(data).decode()))
                 if self._flusher is None or self._flusher.done():
@@ -76,6 +80,26 @@ class EventLog:
                 await self.persistence.append_run_events(self.thread_id, self.run_id, batch)
             except Exception:
                 log.exception("could not keep %d events of run %s", len(batch), self.run_id)
+
+    async def settled(self) -> None:
+        """Until no batch is being written (one that began before the last events)."""
+        async with self._writing:
+            pass
+
+    def take_last(self, coming: list[tuple[str, Any]]) -> list[RunEvent]:
+        """What is not written yet, and the `coming` events (appended next, once the
+        caller has kept these): the run's last events, for the caller to keep with its
+        final status in one transaction."""
+        if not self.persist:
+            return []
+        batch, self._unsaved = self._unsaved, []
+        seq = len(self.events)
+        for event, data in coming:
+            seq += 1
+            if seq <= self.max_kept:
+                batch.append((seq, event, encode(data).decode()))
+        self._kept_ahead = len(coming)
+        return batch
 
     async def close(self) -> None:
         """No more events: write the last ones and let the followers finish."""

@@ -223,15 +223,17 @@ class RunExecution:
                     finally:
                         await self._record_end()
             self._emit("metadata", {"run_id": self.run_id, "attempt": 1})
+            finished = False
             async with self.prepared.stack:
                 try:
                     finished = await self._stream()
                 finally:
-                    # Kept before the run says it has ended: a joiner that reads the end
-                    # finds every event. A second cancel must not skip the record.
+                    # The last events, `end` included, are kept with the run's final status,
+                    # in one transaction: a joiner that reads the end finds every event.
+                    # `end` reaches the stream after that. A second cancel must not skip it.
                     with contextlib.suppress(asyncio.CancelledError):
-                        await asyncio.shield(self.log.flush())
-                    await self._record_end()
+                        await asyncio.shield(self.log.settled())
+                    await self._record_end(self.log.take_last([("end", None)] if finished else []))
             if finished:
                 self._emit("end", None)
             return None
@@ -305,16 +307,18 @@ class RunExecution:
             elif "langsmith:hidden" not in (event.get("tags") or ()):
                 self._emit("events", event)
 
-    async def _record_end(self) -> None:
-        """The run record's final status, written while the run still holds its thread;
-        a run rolled back leaves nothing: its checkpoints and its record are deleted."""
+    async def _record_end(self, last_events: list[Any] | None = None) -> None:
+        """The run record's final status (with a resumable stream's last events),
+        written while the run still holds its thread; a run rolled back leaves nothing:
+        its checkpoints and its record are deleted."""
         status = self.run_status or "interrupted"  # cancelled before the graph started
         persistence = self.service.persistence
+        events = (self.prepared.thread_id, last_events) if last_events else None
         try:
             if self.cancel_action == "rollback" and status == "interrupted":
                 await asyncio.shield(self._roll_back())
             else:
-                await asyncio.shield(persistence.set_run_status(self.run_id, status))
+                await asyncio.shield(persistence.set_run_status(self.run_id, status, events))
         except asyncio.CancelledError:
             pass
         except Exception:

@@ -159,8 +159,12 @@ class Persistence(Protocol):
         returns whether it was recorded."""
         ...
 
-    async def set_run_status(self, run_id: str, status: RunStatus) -> None:
-        """A run's final status (a cancel asked of it is done with)."""
+    async def set_run_status(
+        self, run_id: str, status: RunStatus, events: tuple[str, list[RunEvent]] | None = None
+    ) -> None:
+        """A run's final status (a cancel asked of it is done with); with `events`
+        (thread id, events), a resumable stream's last events first (SQLite: in the
+        same transaction)."""
         ...
 
     async def next_pending_runs(self, limit: int) -> list[RunRecord]:

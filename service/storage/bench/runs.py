@@ -30,7 +30,11 @@ class InMemoryRuns:
         self._runs[run.run_id] = dataclasses.replace(run)
         return True
 
-    async def set_run_status(self, run_id: str, status: RunStatus) -> None:
+    async def set_run_status(
+        self, run_id: str, status: RunStatus, events: tuple[str, list[RunEvent]] | None = None
+    ) -> None:
+        if events:
+            await self.append_run_events(events[0], run_id, events[1])
         self._cancels.pop(run_id, None)
         if run := self._runs.get(run_id):
             run.status, run.updated_at = status, utcnow_iso()

@@ -289,7 +289,11 @@ class PostgresPersistence:
             params += (run.thread_id,)
         return await self._changed(sql, params)
 
-    async def set_run_status(self, run_id: str, status: RunStatus) -> None:
+    async def set_run_status(
+        self, run_id: str, status: RunStatus, events: tuple[str, list[RunEvent]] | None = None
+    ) -> None:
+        if events and events[1]:
+            await self.append_run_events(events[0], run_id, events[1])
         await self._changed(
             "UPDATE runs SET status = %s, cancel = NULL, updated_at = now() WHERE run_id = %s "
             "RETURNING run_id",

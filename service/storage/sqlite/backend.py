@@ -115,6 +115,18 @@ def sqlite_file_sizes(db_path: Path) -> dict[str, int]:
     return sizes
 
 
+_INSERT_EVENTS = f"INSERT OR IGNORE INTO run_events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+
+
+def _event_rows(
+    run_id: str, events: tuple[str, list[RunEvent]] | None, now: str
+) -> list[tuple[Any, ...]]:
+    if not events:
+        return []
+    thread_id, kept = events
+    return [(run_id, thread_id, seq, event, data, now) for seq, event, data in kept]
+
+
 class SqlitePersistence:
     """One worker's view of the shared SQLite database."""
 
@@ -272,14 +284,20 @@ class SqlitePersistence:
             params += (run.thread_id,)
         return await self._changed(sql, params)
 
-    async def set_run_status(self, run_id: str, status: RunStatus) -> None:
+    async def set_run_status(
+        self, run_id: str, status: RunStatus, events: tuple[str, list[RunEvent]] | None = None
+    ) -> None:
         saver = self.checkpointer
+        now = utcnow_iso()
+        rows = _event_rows(run_id, events, now)
 
         def update() -> None:
             with saver.write_transaction() as cur:
+                if rows:
+                    cur.executemany(_INSERT_EVENTS, rows)
                 cur.execute(
                     "UPDATE runs SET status = ?, cancel = NULL, updated_at = ? WHERE run_id = ?",
-                    (status, utcnow_iso(), run_id),
+                    (status, now, run_id),
                 )
 
         await saver.run_write("run", update, single=True)
@@ -487,15 +505,11 @@ class SqlitePersistence:
 
     async def append_run_events(self, thread_id: str, run_id: str, events: list[RunEvent]) -> None:
         saver = self.checkpointer
-        now = utcnow_iso()
-        rows = [(run_id, thread_id, seq, event, data, now) for seq, event, data in events]
+        rows = _event_rows(run_id, (thread_id, events), utcnow_iso())
 
         def insert() -> None:
             with saver.write_transaction() as cur:
-                cur.executemany(
-                    f"INSERT OR IGNORE INTO run_events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
+                cur.executemany(_INSERT_EVENTS, rows)
 
         await saver.run_write("run", insert, single=True)
 
