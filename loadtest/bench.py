@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python loadtest/bench.py` too
 
 from loadtest.benchmark import pinning, profiling, report
+from loadtest.benchmark.machine import cpus
 from loadtest.benchmark.runner import CONFIGS, DEFAULT_CONFIGS, Config, RunResult, measure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,24 +101,14 @@ def _config(key: str) -> Config:
 
 
 def machine() -> str:
-    """One line naming the machine, so numbers are never read without it."""
-    from service.storage.sqlite.driver import DRIVER_NAME, SQLITE_VERSION
-
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    """The machine, and the SQLite each saver runs on."""
     import sqlite3
 
+    from service.storage.sqlite.driver import DRIVER_NAME, SQLITE_VERSION
+
     return (
-        f"{os.cpu_count()} CPUs ({model or platform.machine()}), load average {load} at start; "
-        f"Python {platform.python_version()}; SQLite {SQLITE_VERSION} ({DRIVER_NAME}) for ours, "
-        f"{sqlite3.sqlite_version} (sqlite3 via aiosqlite) for the stock saver"
+        f"{cpus()}; Python {platform.python_version()}; SQLite {SQLITE_VERSION} ({DRIVER_NAME}) "
+        f"for ours, {sqlite3.sqlite_version} (sqlite3 via aiosqlite) for the stock saver"
     )
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import datetime as dt
-import os
 import platform
 import sys
 from importlib import metadata
@@ -28,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python loadtest/peers.py`
 
 from loadtest.benchmark import pinning
+from loadtest.benchmark.machine import cpus
 from loadtest.benchmark.peers import report, venvs
 from loadtest.benchmark.peers.measure import OURS, OURS_CONFIG, Result, measure_ours, measure_peer
 from loadtest.benchmark.peers.report import Runtime
@@ -71,16 +71,7 @@ def _version(dist: str) -> str:
 
 
 def machine() -> str:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return f"{os.cpu_count()} CPUs ({model or platform.machine()}), load average {load} at start"
+    return cpus()
 
 
 def runtimes(envs: dict[str, venvs.Venv], args: argparse.Namespace) -> dict[str, Runtime]:
