@@ -10,7 +10,6 @@ waits for the thread never starts it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -324,7 +323,7 @@ class RunService:
     ) -> RunRecord:
         """Accept a background run: checked like any run, then queued as `pending` for
         whichever worker takes it. Only `reject` refuses a busy thread (409)."""
-        strategy, graph_input = self.check(request)
+        strategy, _ = self.check(request)
         assistant = await self.assistants.get(request.assistant_id, owner)
         record = await self.thread_for(thread_id, request, owner)
         persistence = self.persistence
@@ -347,41 +346,9 @@ class RunService:
             run.kwargs["temporary"] = True
         if owner is not None:  # whose store the run reads and writes, once it starts
             run.kwargs["owner"] = owner
-        prepared.graph_input, prepared.temporary = graph_input, temporary
-        if await self._start_now(prepared, request, run):
-            return run
         await self.persistence.create_run(run)
         self.queued.set()
         return run
-
-    async def _start_now(self, prepared: PreparedRun, request: RunCreate, run: RunRecord) -> bool:
-        """Start an accepted background run here and now, when this worker has a free
-        slot, nobody holds its thread and no run of the thread waits ahead of it: its
-        record is written `running` at once, without a pass through the queue."""
-        if self.background_active >= self.settings.background_runs_per_worker or self.not_due(run):
-            return False
-        hold = self.persistence.guard.hold(run.thread_id, wait=False, timeout_s=0, counted=False)
-        try:
-            await prepared.stack.enter_async_context(hold)
-        except ThreadBusyError:
-            return False
-        started = False
-        try:
-            # One that cannot start goes through the queue, whose pass records why.
-            with contextlib.suppress(Exception):
-                await self._check_start(prepared, request)
-                run.status = "running"
-                started = await self.persistence.create_run(run, unless_queued=True)
-        finally:
-            if not started:
-                run.status = "pending"
-                await prepared.stack.aclose()
-                prepared.stack = AsyncExitStack()
-        if not started:
-            return False
-        metrics.RUN_START_SECONDS.observe(max(0.0, seconds_since(run.created_at)))
-        self._launch(RunExecution(self, prepared, stream=prepared.resumable, background=True), None)
-        return True
 
     @staticmethod
     def not_due(run: RunRecord) -> bool:
