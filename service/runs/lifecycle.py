@@ -60,6 +60,10 @@ def new_run_id() -> str:
 # A wait or stream run that finds background runs accepted before it lets them go
 # first, and tries again after this long.
 _QUEUE_YIELD_S = 0.02
+# A thread held while none of its runs is active is between two runs: one has recorded
+# its end and is letting go (a join on another worker may already have returned), or a
+# state update holds it. `reject` waits this long for it before it answers 409.
+_SETTLE_S = 0.5
 
 
 _MESSAGE_ROLES = {"user", "human"}
@@ -285,10 +289,17 @@ class RunService:
         deadline = time.monotonic() + self.settings.enqueue_timeout_s
         while True:
             hold = self.persistence.guard.hold(
-                thread_id, wait=wait, timeout_s=max(0.0, deadline - time.monotonic())
+                thread_id, wait=wait, timeout_s=max(0.0, deadline - time.monotonic()), counted=wait
             )
             try:
-                waited = await _unless_gone(prepared.stack.enter_async_context(hold), client_gone)
+                try:
+                    waited = await _unless_gone(
+                        prepared.stack.enter_async_context(hold), client_gone
+                    )
+                except ThreadBusyError:
+                    if wait:
+                        raise
+                    waited = await self._settled_hold(prepared, thread_id, client_gone)
                 if record is None:
                     record = await self._create_thread(thread_id, owner, request)
                 elif waited is not False and await self.persistence.get_thread(thread_id) is None:
@@ -313,6 +324,39 @@ class RunService:
                 raise ThreadWaitTimeoutError(thread_id)
             await _unless_gone(asyncio.sleep(_QUEUE_YIELD_S), client_gone)
 
+    async def _between_runs(self, thread_id: str) -> bool:
+        """Whether a held thread has no active run: it is between two (see _SETTLE_S)."""
+        return not await self.persistence.active_runs(thread_id)
+
+    async def _settled_hold(
+        self, prepared: PreparedRun, thread_id: str, client_gone: ClientGone | None
+    ) -> bool:
+        """`reject` on a held thread: 409, unless it is only between two runs and is let go
+        within _SETTLE_S; then the run holds it (and counts as having waited)."""
+        if not await self._between_runs(thread_id):
+            metrics.GUARD_REJECTIONS.labels(reason="reject").inc()
+            raise ThreadBusyError(thread_id)
+        hold = self.persistence.guard.hold(thread_id, wait=True, timeout_s=_SETTLE_S, counted=False)
+        try:
+            await _unless_gone(prepared.stack.enter_async_context(hold), client_gone)
+        except ThreadWaitTimeoutError:
+            metrics.GUARD_REJECTIONS.labels(reason="reject").inc()
+            raise ThreadBusyError(thread_id) from None
+        return True
+
+    async def _busy_for_reject(self, thread_id: str) -> bool:
+        """A background run with `reject`: the thread has an active run, or stays held
+        longer than _SETTLE_S."""
+        persistence = self.persistence
+        if await persistence.active_runs(thread_id):
+            return True
+        deadline = time.monotonic() + _SETTLE_S
+        while persistence.guard.is_busy(thread_id):
+            if time.monotonic() >= deadline:
+                return True
+            await asyncio.sleep(_QUEUE_YIELD_S)
+        return False
+
     async def submit(
         self,
         thread_id: str,
@@ -326,12 +370,9 @@ class RunService:
         strategy, _ = self.check(request)
         assistant = await self.assistants.get(request.assistant_id, owner)
         record = await self.thread_for(thread_id, request, owner)
-        persistence = self.persistence
-        if record is not None and strategy == "reject":
-            busy = persistence.guard.is_busy(thread_id) or await persistence.active_runs(thread_id)
-            if busy:
-                metrics.GUARD_REJECTIONS.labels(reason="reject").inc()
-                raise ThreadBusyError(thread_id)
+        if record is not None and strategy == "reject" and await self._busy_for_reject(thread_id):
+            metrics.GUARD_REJECTIONS.labels(reason="reject").inc()
+            raise ThreadBusyError(thread_id)
         if record is None:
             await self._create_thread(thread_id, owner, request)
         else:

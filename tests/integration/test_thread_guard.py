@@ -7,6 +7,7 @@ locks); the last one needs PostgreSQL: two servers on one database.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import multiprocessing as mp
 import os
 import signal
@@ -327,3 +328,50 @@ def test_two_servers_on_one_database_lose_no_turns(
         assert rejected.status_code == 409
         final = humans(other.threads.get_state(tid)["values"])
         assert final[-1] == "slow one" and "rejected" not in final
+
+
+@contextlib.contextmanager
+def _held_from_outside(lock_file: Path, database_url: str | None, thread_id: str):
+    """The thread's lock, taken by this test process as a worker would take it."""
+    if database_url:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (advisory_key(thread_id),))
+            yield lambda: conn.execute("SELECT pg_advisory_unlock(%s)", (advisory_key(thread_id),))
+        return
+    fd = os.open(lock_file, os.O_RDWR)
+    offset = thread_offset(thread_id)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset, os.SEEK_SET)
+        yield lambda: fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset, os.SEEK_SET)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("endpoint", ["runs/wait", "runs"])
+def test_reject_waits_for_a_thread_between_two_runs(
+    tmp_path: Path, backend_env: dict[str, str], endpoint: str
+) -> None:
+    """A thread held by none of its runs (one has just recorded its end, and its worker is
+    letting go) is not busy for `reject` if it is let go within moments; held longer, 409."""
+    with ServerProcess(tmp_path, workers=2, env=backend_env) as srv:
+        client = get_sync_client(url=srv.base_url)
+        tid = client.threads.create()["thread_id"]
+        lock_file = srv.db_path.with_name(srv.db_path.name + ".locks")
+        body = {
+            "assistant_id": "agent",
+            "input": {"messages": [{"role": "user", "content": "right after"}]},
+            "multitask_strategy": "reject",
+        }
+        url = f"{srv.base_url}/threads/{tid}/{endpoint}"
+        with _held_from_outside(lock_file, backend_env.get("DATABASE_URL"), tid) as release:
+            threading.Timer(0.2, release).start()
+            accepted = httpx.post(url, json=body, timeout=30)
+        assert accepted.status_code == 200, accepted.text
+        if endpoint == "runs":
+            client.runs.join(tid, accepted.json()["run_id"])
+        assert humans(client.threads.get_state(tid)["values"]) == ["right after"]
+
+        with _held_from_outside(lock_file, backend_env.get("DATABASE_URL"), tid):
+            refused = httpx.post(url, json=body, timeout=30)
+        assert refused.status_code == 409, refused.text
+        assert humans(client.threads.get_state(tid)["values"]) == ["right after"]

@@ -360,6 +360,7 @@ class SqlitePersistence:
             self.checkpointer.read_all,
             f"SELECT {RUN_COLUMNS} FROM runs WHERE {where} ORDER BY run_id",
             (thread_id,) if thread_id else (),
+            point=thread_id is not None,  # one thread's: a few rows of the partial index
         )
         return [run_record(row) for row in rows]
 
