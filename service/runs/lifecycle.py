@@ -324,16 +324,12 @@ class RunService:
                 raise ThreadWaitTimeoutError(thread_id)
             await _unless_gone(asyncio.sleep(_QUEUE_YIELD_S), client_gone)
 
-    async def _between_runs(self, thread_id: str) -> bool:
-        """Whether a held thread has no active run: it is between two (see _SETTLE_S)."""
-        return not await self.persistence.active_runs(thread_id)
-
     async def _settled_hold(
         self, prepared: PreparedRun, thread_id: str, client_gone: ClientGone | None
     ) -> bool:
         """`reject` on a held thread: 409, unless it is only between two runs and is let go
         within _SETTLE_S; then the run holds it (and counts as having waited)."""
-        if not await self._between_runs(thread_id):
+        if await self.persistence.active_runs(thread_id):
             metrics.GUARD_REJECTIONS.labels(reason="reject").inc()
             raise ThreadBusyError(thread_id)
         hold = self.persistence.guard.hold(thread_id, wait=True, timeout_s=_SETTLE_S, counted=False)
