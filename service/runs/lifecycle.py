@@ -299,7 +299,8 @@ class RunService:
                 except ThreadBusyError:
                     if wait:
                         raise
-                    waited = await self._settled_hold(prepared, thread_id, client_gone)
+                    await self._settled_hold(prepared.stack, thread_id, client_gone)
+                    waited = True
                 if record is None:
                     record = await self._create_thread(thread_id, owner, request)
                 elif waited is not False and await self.persistence.get_thread(thread_id) is None:
@@ -325,33 +326,19 @@ class RunService:
             await _unless_gone(asyncio.sleep(_QUEUE_YIELD_S), client_gone)
 
     async def _settled_hold(
-        self, prepared: PreparedRun, thread_id: str, client_gone: ClientGone | None
-    ) -> bool:
-        """`reject` on a held thread: 409, unless it is only between two runs and is let go
-        within _SETTLE_S; then the run holds it (and counts as having waited)."""
+        self, stack: AsyncExitStack, thread_id: str, client_gone: ClientGone | None
+    ) -> None:
+        """`reject` on a held thread: 409, unless none of its runs is active and it is let
+        go within _SETTLE_S; then `stack` holds it."""
         if await self.persistence.active_runs(thread_id):
             metrics.GUARD_REJECTIONS.labels(reason="reject").inc()
             raise ThreadBusyError(thread_id)
         hold = self.persistence.guard.hold(thread_id, wait=True, timeout_s=_SETTLE_S, counted=False)
         try:
-            await _unless_gone(prepared.stack.enter_async_context(hold), client_gone)
+            await _unless_gone(stack.enter_async_context(hold), client_gone)
         except ThreadWaitTimeoutError:
             metrics.GUARD_REJECTIONS.labels(reason="reject").inc()
             raise ThreadBusyError(thread_id) from None
-        return True
-
-    async def _busy_for_reject(self, thread_id: str) -> bool:
-        """A background run with `reject`: the thread has an active run, or stays held
-        longer than _SETTLE_S."""
-        persistence = self.persistence
-        if await persistence.active_runs(thread_id):
-            return True
-        deadline = time.monotonic() + _SETTLE_S
-        while persistence.guard.is_busy(thread_id):
-            if time.monotonic() >= deadline:
-                return True
-            await asyncio.sleep(_QUEUE_YIELD_S)
-        return False
 
     async def submit(
         self,
@@ -366,9 +353,9 @@ class RunService:
         strategy, _ = self.check(request)
         assistant = await self.assistants.get(request.assistant_id, owner)
         record = await self.thread_for(thread_id, request, owner)
-        if record is not None and strategy == "reject" and await self._busy_for_reject(thread_id):
-            metrics.GUARD_REJECTIONS.labels(reason="reject").inc()
-            raise ThreadBusyError(thread_id)
+        if record is not None and strategy == "reject":
+            async with AsyncExitStack() as settled:  # held for a moment, then let go
+                await self._settled_hold(settled, thread_id, None)
         if record is None:
             await self._create_thread(thread_id, owner, request)
         else:

@@ -292,7 +292,7 @@ class PostgresPersistence:
     async def set_run_status(
         self, run_id: str, status: RunStatus, events: tuple[str, list[RunEvent]] | None = None
     ) -> None:
-        if events and events[1]:
+        if events:
             await self.append_run_events(events[0], run_id, events[1])
         await self._changed(
             "UPDATE runs SET status = %s, cancel = NULL, updated_at = now() WHERE run_id = %s "
