@@ -229,13 +229,12 @@ def measure(
             start_at = start_time(users)
             pids = _server_pids(server)
             cpu_at_start = CpuAt(start_at, pids)
-            profile_files: list[Path] = []
             sampler = (
                 profiling.sampling(
                     server.worker_pids(), profile_dir, f"{config.key}-{repeat}", start_at
                 )
                 if profile_dir
-                else contextlib.nullcontext(profile_files)
+                else contextlib.nullcontext([])
             )
             with sampler as profile_files:
                 work = run_workload(

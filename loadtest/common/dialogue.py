@@ -239,14 +239,26 @@ def last_ai_text(values: object) -> str | None:
     last = messages[-1]
     if not isinstance(last, dict) or last.get("type") != "ai":
         return None
-    content = last.get("content")
-    if isinstance(content, list):
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    content = _text(last.get("content"))
     return content if isinstance(content, str) and content.strip() else None
 
 
+def _text(content: object) -> object:
+    """A message's content, its text parts joined when it is a list of them."""
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content
+
+
+def human_texts(values: object) -> list[str]:
+    """The human messages' texts in a thread's values, in order."""
+    messages = values.get("messages") if isinstance(values, dict) else None
+    return [
+        str(_text(m.get("content")))
+        for m in messages or []
+        if isinstance(m, dict) and m.get("type") == "human"
+    ]
+
+
 def human_count(values: object) -> int:
-    if not isinstance(values, dict):
-        return 0
-    messages = values.get("messages") or []
-    return sum(1 for m in messages if isinstance(m, dict) and m.get("type") == "human")
+    return len(human_texts(values))

@@ -165,18 +165,6 @@ def recording(recorder: Recorder) -> Iterator[Recorder]:
         workload.Connection = original  # type: ignore[misc]
 
 
-def human_texts(values: Any) -> list[str]:
-    messages = values.get("messages") if isinstance(values, dict) else None
-    texts = []
-    for message in messages or []:
-        if isinstance(message, dict) and message.get("type") == "human":
-            content = message.get("content")
-            if isinstance(content, list):
-                content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-            texts.append(str(content))
-    return texts
-
-
 def check_state(base_url: str, acked: dict[str, list[str]], sample: int) -> dict[str, int]:
     """GET /threads/{id}/state for `sample` threads (0: all); count missing messages."""
     threads = sorted(acked)
@@ -187,7 +175,7 @@ def check_state(base_url: str, acked: dict[str, list[str]], sample: int) -> dict
             response = client.get(f"/threads/{thread}/state")
             if response.status_code != 200:
                 continue
-            stored = Counter(human_texts(response.json().get("values")))
+            stored = Counter(d.human_texts(response.json().get("values")))
             sent = Counter(acked[thread])
             out["checked_threads"] += 1
             out["checked_turns"] += sum(sent.values())
