@@ -153,10 +153,13 @@ class Persistence(Protocol):
     async def prune_threads(self, thread_ids: list[str], strategy: PruneStrategy) -> int: ...
 
     # --- runs ---------------------------------------------------------------------------
-    async def create_run(self, run: RunRecord, *, unless_queued: bool = False) -> bool:
+    async def create_run(
+        self, run: RunRecord, *, unless_queued: bool = False, unless_active: bool = False
+    ) -> bool:
         """Record a run that now holds its thread, or (`pending`) waits in the queue.
-        With `unless_queued`, only if no pending run of the thread is ahead of it;
-        returns whether it was recorded."""
+        With `unless_queued`, only if no pending run of the thread is ahead of it; with
+        `unless_active`, only if none of its runs is pending or running; returns whether
+        it was recorded."""
         ...
 
     async def set_run_status(
@@ -167,8 +170,9 @@ class Persistence(Protocol):
         same transaction)."""
         ...
 
-    async def next_pending_runs(self, limit: int) -> list[RunRecord]:
-        """The oldest pending run of each thread, oldest first."""
+    async def next_pending_runs(self, limit: int, worker: str = "") -> list[RunRecord]:
+        """The oldest pending run of each thread: those `worker` accepted first, then
+        the others, each oldest first."""
         ...
 
     async def claim_run(self, run_id: str, thread_id: str, worker: str) -> int | None:
@@ -204,6 +208,10 @@ class Persistence(Protocol):
         ...
 
     async def get_run(self, thread_id: str, run_id: str) -> RunRecord | None: ...
+
+    async def run_statuses(self, run_ids: list[str]) -> dict[str, RunStatus]:
+        """The status of each of these runs that still has a record (one read)."""
+        ...
 
     # --- assistants ---------------------------------------------------------------------
     async def create_assistant(self, record: AssistantRecord) -> bool:

@@ -98,12 +98,14 @@ DELETE_RUN_WHERE = "thread_id = {m} AND run_id = {m} AND status NOT IN ('pending
 # "C" collation keeps PostgreSQL's comparison byte-wise, as SQLite's is.
 _ID_ORDER = "run_id{collate}"
 
-# The oldest pending run of each thread, oldest first: a thread's later runs wait behind
-# its first, and one busy thread's backlog cannot hide the others'.
+# The oldest pending run of each thread: a thread's later runs wait behind its first, and
+# one busy thread's backlog cannot hide the others'. Those the asking worker accepted
+# come first (their clients' joins, on the same keep-alive connection, wait on it in
+# memory), then everyone's, oldest first.
 NEXT_PENDING_SQL = (
     f"SELECT {RUN_COLUMNS} FROM runs AS r WHERE status = 'pending' AND run_id = ("
     "SELECT min(run_id{collate}) FROM runs WHERE thread_id = r.thread_id AND status = 'pending'"
-    f") ORDER BY {_ID_ORDER} LIMIT {{m}}"
+    f") ORDER BY CASE WHEN worker = {{m}} THEN 0 ELSE 1 END, {_ID_ORDER} LIMIT {{m}}"
 )
 # A worker that holds the thread takes its pending run; only one can.
 CLAIM_RUN_SQL = (
@@ -116,20 +118,29 @@ STALE_ON_THREAD_SQL = (
     "UPDATE runs SET status = 'error', updated_at = {now} "
     "WHERE thread_id = {m} AND status = 'running' AND run_id <> {m}"
 )
+# The statuses of the runs joins wait for, at most this many in one read.
+RUN_STATUSES_SQL = "SELECT run_id, status FROM runs WHERE run_id IN ({marks})"
+RUN_STATUSES_MAX = 500
 QUEUE_STATS_SQL = (
     "SELECT count(*) AS n, min(created_at) AS oldest FROM runs WHERE status = 'pending'"
 )
 
 
-def insert_run_sql(values: str, m: str, *, unless_queued: bool) -> str:
-    """Insert one run from `values` (its RUN_COLUMNS' placeholders); `unless_queued`: only
-    if no run accepted before it still waits for the thread (the wait and stream runs'
-    record, so that they never overtake a background run; no extra round trip)."""
-    if not unless_queued:
+def insert_run_sql(values: str, m: str, *, unless_queued: bool, unless_active: bool = False) -> str:
+    """Insert one run from `values` (its RUN_COLUMNS' placeholders), in one statement:
+    `unless_queued`, only if no run accepted before it still waits for the thread (the
+    wait and stream runs' record, so that they never overtake a background run);
+    `unless_active`, only if none of the thread's runs is pending or running (a
+    background run with `reject`)."""
+    if unless_active:
+        blocking = ACTIVE_RUN_FILTER
+    elif unless_queued:
+        blocking = "status = 'pending'"
+    else:
         return f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({values})"
     return (
         f"INSERT INTO runs ({RUN_COLUMNS}) SELECT {values} WHERE NOT EXISTS ("
-        f"SELECT 1 FROM runs WHERE thread_id = {m} AND status = 'pending')"
+        f"SELECT 1 FROM runs WHERE thread_id = {m} AND {blocking})"
     )
 
 

@@ -82,6 +82,40 @@ async def test_the_oldest_pending_run_of_each_thread_goes_next(persistence: Pers
     assert depth >= 2
 
 
+async def test_a_worker_takes_the_runs_it_accepted_first(persistence: Persistence) -> None:
+    """Its clients' joins wait for them in its memory; a thread's order still holds."""
+    a, b, c = [await _thread(persistence) for _ in range(3)]
+    theirs = _run(a)
+    mine_behind_theirs = _run(a)
+    mine = _run(b)
+    theirs_later = _run(c)
+    for run, worker in (
+        (theirs, "other:1"),
+        (mine_behind_theirs, "me:1"),
+        (mine, "me:1"),
+        (theirs_later, "other:1"),
+    ):
+        run.worker = worker
+        assert await persistence.create_run(run)
+    queued = [run.run_id for run in await persistence.next_pending_runs(10, "me:1")]
+    ours = [
+        run_id for run_id in queued if run_id in {r.run_id for r in (theirs, mine, theirs_later)}
+    ]
+    assert ours == [mine.run_id, theirs.run_id, theirs_later.run_id]
+    assert mine_behind_theirs.run_id not in queued  # behind its thread's first
+
+
+async def test_the_statuses_of_many_runs_in_one_read(persistence: Persistence) -> None:
+    thread_id = await _thread(persistence)
+    pending, running = _run(thread_id), _run(thread_id, "running")
+    for run in (pending, running):
+        assert await persistence.create_run(run)
+    await persistence.set_run_status(running.run_id, "success")
+    unknown = new_run_id()
+    statuses = await persistence.run_statuses([pending.run_id, running.run_id, unknown])
+    assert statuses == {pending.run_id: "pending", running.run_id: "success"}
+
+
 async def test_a_wait_run_is_not_recorded_ahead_of_a_pending_one(persistence: Persistence) -> None:
     thread_id = await _thread(persistence)
     pending = _run(thread_id)
@@ -151,6 +185,35 @@ async def test_a_resumable_streams_events_are_kept_in_order(persistence: Persist
     assert await persistence.run_events_after(new_run_id(), 0, 10) == []
     await persistence.delete_thread(thread_id)
     assert await persistence.run_events_after(run.run_id, 0, 10) == []
+
+
+def test_a_queue_pass_reads_the_pending_runs_only(tmp_path: Path) -> None:
+    """However many runs the file has recorded: the queue's reads go through the index
+    of pending runs, never a scan of the table."""
+    from service.storage.run_records import NEXT_PENDING_SQL, insert_run_sql
+    from service.storage.sqlite.driver import sqlite3
+
+    settings = Settings(_env_file=None, checkpoints_db_path=tmp_path / "c.db")
+    prepare_checkpoint_storage(settings)
+    conn = sqlite3.connect(tmp_path / "c.db", isolation_level=None)
+    ended = [
+        (f"r{n:06d}", f"t{n % 50}", "agent", "success", "{}", "{}", "x", "x", "w")
+        for n in range(5000)
+    ]
+    conn.executemany(
+        "INSERT INTO runs (run_id, thread_id, assistant_id, status, metadata, kwargs, "
+        "created_at, updated_at, worker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ended,
+    )
+    conn.execute("ANALYZE")
+    for sql, params in (
+        (NEXT_PENDING_SQL.format(collate="", m="?"), ("w", 4)),
+        (insert_run_sql(", ".join("?" * 10), "?", unless_queued=True), ("x",) * 11),
+    ):
+        plan = [row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+        reads = [step for step in plan if step.startswith(("SCAN runs", "SCAN r ", "SEARCH"))]
+        assert reads and all("runs_pending" in step for step in reads), plan
+    conn.close()
 
 
 def test_the_sqlite_sweep_drops_events_past_their_ttl(tmp_path: Path) -> None:

@@ -22,9 +22,12 @@ class InMemoryRuns:
         # Each assistant's versions, oldest first, the one in use, and when that changed.
         self._assistants: dict[str, tuple[list[AssistantRecord], int, str]] = {}
 
-    async def create_run(self, run: RunRecord, *, unless_queued: bool = False) -> bool:
-        if unless_queued and any(
-            r.thread_id == run.thread_id and r.status == "pending" for r in self._runs.values()
+    async def create_run(
+        self, run: RunRecord, *, unless_queued: bool = False, unless_active: bool = False
+    ) -> bool:
+        blocking = ("pending", "running") if unless_active else ("pending",)
+        if (unless_queued or unless_active) and any(
+            r.thread_id == run.thread_id and r.status in blocking for r in self._runs.values()
         ):
             return False
         self._runs[run.run_id] = dataclasses.replace(run)
@@ -39,12 +42,13 @@ class InMemoryRuns:
         if run := self._runs.get(run_id):
             run.status, run.updated_at = status, utcnow_iso()
 
-    async def next_pending_runs(self, limit: int) -> list[RunRecord]:
+    async def next_pending_runs(self, limit: int, worker: str = "") -> list[RunRecord]:
         first: dict[str, RunRecord] = {}
         for run in sorted(self._runs.values(), key=lambda r: r.run_id):
             if run.status == "pending":
                 first.setdefault(run.thread_id, run)
-        return list(first.values())[:limit]
+        ordered = sorted(first.values(), key=lambda r: (r.worker != worker, r.run_id))
+        return ordered[:limit]
 
     async def claim_run(self, run_id: str, thread_id: str, worker: str) -> int | None:
         run = self._runs.get(run_id)
@@ -107,6 +111,9 @@ class InMemoryRuns:
     async def get_run(self, thread_id: str, run_id: str) -> RunRecord | None:
         run = self._runs.get(run_id)
         return run if run is not None and run.thread_id == thread_id else None
+
+    async def run_statuses(self, run_ids: list[str]) -> dict[str, RunStatus]:
+        return {run_id: self._runs[run_id].status for run_id in run_ids if run_id in self._runs}
 
     async def list_runs(
         self, thread_id: str, status: RunStatus | None, limit: int, offset: int

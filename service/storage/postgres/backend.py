@@ -281,11 +281,16 @@ class PostgresPersistence:
 
     # --- health and facts -------------------------------------------------------------
     # --- runs -------------------------------------------------------------------------
-    async def create_run(self, run: RunRecord, *, unless_queued: bool = False) -> bool:
+    async def create_run(
+        self, run: RunRecord, *, unless_queued: bool = False, unless_active: bool = False
+    ) -> bool:
         values = "%s, %s, %s, %s, %s, %s, %s, %s::timestamptz, %s::timestamptz, %s"
-        sql = insert_run_sql(values, "%s", unless_queued=unless_queued) + " RETURNING run_id"
+        sql = (
+            insert_run_sql(values, "%s", unless_queued=unless_queued, unless_active=unless_active)
+            + " RETURNING run_id"
+        )
         params = run_params(run, Jsonb)
-        if unless_queued:
+        if unless_queued or unless_active:
             params += (run.thread_id,)
         return await self._changed(sql, params)
 
@@ -300,9 +305,9 @@ class PostgresPersistence:
             (status, run_id),
         )
 
-    async def next_pending_runs(self, limit: int) -> list[RunRecord]:
+    async def next_pending_runs(self, limit: int, worker: str = "") -> list[RunRecord]:
         sql = NEXT_PENDING_SQL.format(collate=' COLLATE "C"', m="%s")
-        rows = await self.checkpointer.timed("queue", self._fetch(sql, (limit,)))
+        rows = await self.checkpointer.timed("queue", self._fetch(sql, (worker, limit)))
         return [run_record(row) for row in rows]
 
     async def claim_run(self, run_id: str, thread_id: str, worker: str) -> int | None:
@@ -497,6 +502,13 @@ class PostgresPersistence:
         sql = EVENTS_AFTER_SQL.format(m="%s")
         rows = await self.checkpointer.timed("run", self._fetch(sql, (run_id, after, limit)))
         return [(int(row["seq"]), row["event"], row["data"]) for row in rows]
+
+    async def run_statuses(self, run_ids: list[str]) -> dict[str, RunStatus]:
+        rows = await self.checkpointer.timed(
+            "run",
+            self._fetch("SELECT run_id, status FROM runs WHERE run_id = ANY(%s)", (run_ids,)),
+        )
+        return {row["run_id"]: row["status"] for row in rows}
 
     async def get_run(self, thread_id: str, run_id: str) -> RunRecord | None:
         rows = await self.checkpointer.timed(

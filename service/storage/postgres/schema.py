@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_by_thread ON runs (thread_id, created_at);
 CREATE INDEX IF NOT EXISTS runs_active ON runs (status) WHERE status IN ('pending', 'running');
+CREATE INDEX IF NOT EXISTS runs_pending ON runs (thread_id, run_id) WHERE status = 'pending';
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS cancel TEXT;
 CREATE TABLE IF NOT EXISTS run_events (
     run_id TEXT NOT NULL,

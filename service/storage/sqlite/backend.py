@@ -68,6 +68,8 @@ from service.storage.run_records import (
     QUEUE_STATS_SQL,
     REQUEST_CANCEL_SQL,
     RUN_COLUMNS,
+    RUN_STATUSES_MAX,
+    RUN_STATUSES_SQL,
     STALE_ON_THREAD_SQL,
     dumps,
     insert_run_sql,
@@ -277,10 +279,14 @@ class SqlitePersistence:
         return pruned
 
     # --- runs -------------------------------------------------------------------------
-    async def create_run(self, run: RunRecord, *, unless_queued: bool = False) -> bool:
-        sql = insert_run_sql(", ".join("?" * 10), "?", unless_queued=unless_queued)
+    async def create_run(
+        self, run: RunRecord, *, unless_queued: bool = False, unless_active: bool = False
+    ) -> bool:
+        sql = insert_run_sql(
+            ", ".join("?" * 10), "?", unless_queued=unless_queued, unless_active=unless_active
+        )
         params = run_params(run, dumps)
-        if unless_queued:
+        if unless_queued or unless_active:
             params += (run.thread_id,)
         return await self._changed(sql, params)
 
@@ -302,12 +308,12 @@ class SqlitePersistence:
 
         await saver.run_write("run", update, single=True)
 
-    async def next_pending_runs(self, limit: int) -> list[RunRecord]:
+    async def next_pending_runs(self, limit: int, worker: str = "") -> list[RunRecord]:
         rows = await self.checkpointer.run_read(
             "queue",
             self.checkpointer.read_all,
             NEXT_PENDING_SQL.format(collate="", m="?"),
-            (limit,),
+            (worker, limit),
             point=True,  # a few rows of the partial index of active runs
         )
         return [run_record(row) for row in rows]
@@ -532,6 +538,20 @@ class SqlitePersistence:
             point=True,
         )
         return run_record(row) if row else None
+
+    async def run_statuses(self, run_ids: list[str]) -> dict[str, RunStatus]:
+        found: dict[str, RunStatus] = {}
+        for start in range(0, len(run_ids), RUN_STATUSES_MAX):
+            chunk = run_ids[start : start + RUN_STATUSES_MAX]
+            rows = await self.checkpointer.run_read(
+                "run",
+                self.checkpointer.read_all,
+                RUN_STATUSES_SQL.format(marks=",".join("?" * len(chunk))),
+                tuple(chunk),
+                point=True,  # primary-key lookups
+            )
+            found.update((run_id, status) for run_id, status in rows)
+        return found
 
     async def list_runs(
         self, thread_id: str, status: RunStatus | None, limit: int, offset: int

@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 # 4: `runs.cancel`, a cancel asked of the worker that runs the run.
 # 5: `run_events`, the events of resumable streams, and `crons`, runs on a schedule.
 # 6: `assistants` and `assistant_versions`, stored configurations of the graph.
-SCHEMA_VERSION = 6
+# 7: `runs_pending`, the queue's index of pending runs by thread (without it, each pass
+#    of the queue read every run ever recorded).
+SCHEMA_VERSION = 7
 
 # Threads with a TTL of their own, for the sweep (after the column exists in old files).
 _TTL_INDEX = (
@@ -99,6 +101,7 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_by_thread ON runs (thread_id, created_at);
 CREATE INDEX IF NOT EXISTS runs_active ON runs (status) WHERE status IN ('pending', 'running');
+CREATE INDEX IF NOT EXISTS runs_pending ON runs (thread_id, run_id) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS threads_not_idle ON threads (status) WHERE status <> 'idle';
 CREATE TABLE IF NOT EXISTS run_events (
     run_id TEXT NOT NULL,
