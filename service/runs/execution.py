@@ -145,6 +145,18 @@ class RunExecution:
                 return snapshot.values if isinstance(snapshot.values, dict) else {}
             raise
 
+    def final_values(self) -> dict[str, Any] | None:
+        """The run's own final values once it has ended on its own (not cancelled, failed
+        or timed out; not a stream): what a join on this worker answers without reading
+        the thread again. None otherwise."""
+        task = self.task
+        if not task.done() or task.cancelled() or task.exception() is not None:
+            return None
+        if self.cancel_action is not None or self.run_status not in ("success", "interrupted"):
+            return None
+        result = task.result()
+        return result if isinstance(result, dict) else None
+
     def cancel(self, action: CancelAction) -> None:
         """Stop the run (unless a side effect has begun: then it runs to its end)."""
         if self.cancel_action is not None:

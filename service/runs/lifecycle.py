@@ -16,6 +16,7 @@ import socket
 import time
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 
 from langgraph.checkpoint.base.id import uuid6
@@ -24,6 +25,7 @@ from langgraph.graph.state import CompiledStateGraph
 from service.observability import metrics
 from service.runs.assistants import AssistantService, check_context, merged_config
 from service.runs.commands import check_breakpoints, check_resume, to_command
+from service.runs.end_watch import EndWatch
 from service.runs.errors import (
     ClientGone,
     ClientGoneError,
@@ -45,6 +47,15 @@ from service.storage.run_records import ACTIVE_STATUSES
 from service.storage.store import STORE_OWNER_KEY
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class JoinedRun:
+    """A run that has ended: its record, and its final values when it ran on the joining
+    worker and ended on its own (None: read them from the thread)."""
+
+    record: RunRecord
+    values: dict[str, Any] | None = None
 
 
 def worker_name() -> str:
@@ -189,6 +200,8 @@ class RunService:
         self.executions: dict[str, RunExecution] = {}
         # Set when a background run was queued here or a slot came free.
         self.queued = asyncio.Event()
+        # Where joins of runs not executing here wait.
+        self.end_watch = EndWatch(persistence)
 
     def check(self, request: RunCreate) -> tuple[str, Any]:
         """What needs no storage: options, strategy, input, breakpoints. Returns the
@@ -353,15 +366,13 @@ class RunService:
         strategy, _ = self.check(request)
         assistant = await self.assistants.get(request.assistant_id, owner)
         record = await self.thread_for(thread_id, request, owner)
-        if record is not None and strategy == "reject":
-            async with AsyncExitStack() as settled:  # held for a moment, then let go
-                await self._settled_hold(settled, thread_id, None)
+        reject = record is not None and strategy == "reject"
+        if reject:
+            await self._unless_held(thread_id)
         if record is None:
             await self._create_thread(thread_id, owner, request)
-        else:
-            await self._note_assistant(record, request)
-            if strategy in ("interrupt", "rollback"):
-                await self.cancel_thread_runs(thread_id, strategy)
+        elif strategy in ("interrupt", "rollback"):
+            await self.cancel_thread_runs(thread_id, strategy)
         prepared = self._prepared(thread_id, new_run_id(), request, None, owner, assistant)
         if record is not None:
             await self._check_start(prepared, request)  # checked again when it starts
@@ -370,9 +381,24 @@ class RunService:
             run.kwargs["temporary"] = True
         if owner is not None:  # whose store the run reads and writes, once it starts
             run.kwargs["owner"] = owner
-        await self.persistence.create_run(run)
+        # With `reject`, recorded only if none of the thread's runs is active (one read).
+        if not await self.persistence.create_run(run, unless_active=reject):
+            metrics.GUARD_REJECTIONS.labels(reason="reject").inc()
+            raise ThreadBusyError(thread_id)
+        if record is not None:
+            await self._note_assistant(record, request)
         self.queued.set()
         return run
+
+    async def _unless_held(self, thread_id: str) -> None:
+        """`reject` for a background run: 409 if the thread is held and stays held (see
+        _settled_hold); a free thread costs one probe of the guard."""
+        async with AsyncExitStack() as stack:  # held for a moment, then let go
+            hold = self.persistence.guard.hold(thread_id, wait=False, timeout_s=0, counted=False)
+            try:
+                await stack.enter_async_context(hold)
+            except ThreadBusyError:
+                await self._settled_hold(stack, thread_id, None)
 
     @staticmethod
     def not_due(run: RunRecord) -> bool:
@@ -483,18 +509,23 @@ class RunService:
             if execution is not None:
                 execution.cancel(action)
 
-    async def join(self, thread_id: str, run_id: str, poll_s: float) -> RunRecord | None:
-        """Wait until the run has ended, wherever it runs; its final record (None: gone)."""
-        delay = 0.005
+    async def join(self, thread_id: str, run_id: str) -> JoinedRun | None:
+        """Wait until the run has ended, wherever it runs; its final record, and its own
+        final values if it ran on this worker (None: gone). A run executing here is
+        waited for on its task; one pending or executing elsewhere, in the end watch."""
         while True:
+            values = None
             execution = self.executions.get(run_id)
-            if execution is not None:
+            if execution is not None and execution.prepared.thread_id == thread_id:
                 await asyncio.wait({execution.task})
+                values = execution.final_values()
             run = await self.persistence.get_run(thread_id, run_id)
-            if run is None or run.status not in ACTIVE_STATUSES:
-                return run
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, poll_s)
+            if run is None:
+                return None
+            if run.status not in ACTIVE_STATUSES:
+                return JoinedRun(run, values)
+            if run_id not in self.executions:
+                await self.end_watch.until_changed(run_id)
 
     def _record(
         self, prepared: PreparedRun, request: RunCreate, strategy: str, status: RunStatus
@@ -598,6 +629,7 @@ class RunService:
     def _launch(self, execution: RunExecution, client_gone: ClientGone | None) -> None:
         execution.start(client_gone)
         self.executions[execution.run_id] = execution
+        self.end_watch.started_here(execution.run_id)
 
         def forget(_task: asyncio.Task[Any]) -> None:
             self.executions.pop(execution.run_id, None)

@@ -18,7 +18,7 @@ import logging
 import time
 
 from service.observability import metrics
-from service.runs.lifecycle import RunService
+from service.runs.lifecycle import RunService, worker_name
 from service.runs.loops import WorkerLoop
 from service.settings import Settings
 from service.storage.errors import StorageUnavailableError
@@ -41,6 +41,7 @@ class RunQueue(WorkerLoop):
         self.runs = runs
         self.settings = settings
         self._gauges_at = 0.0
+        self._cancels_at = 0.0
         # Pending runs not due yet (`after_seconds`) seen last pass: the next pass looks
         # past as many more, so that they never hide the runs behind them.
         self._not_due = 0
@@ -58,12 +59,20 @@ class RunQueue(WorkerLoop):
                 log.exception("run queue pass failed; trying again")
 
     async def tick(self) -> None:
-        """Apply cancels asked of this worker's runs, then start what there is room for."""
-        await self.runs.apply_cancel_requests()
+        """Apply cancels asked of this worker's runs (at most every RUN_QUEUE_POLL_S: a
+        pass runs each time a run is accepted or ends here), then start what there is
+        room for."""
+        now = time.monotonic()
+        if now - self._cancels_at >= self.settings.run_queue_poll_s:
+            self._cancels_at = now
+            await self.runs.apply_cancel_requests()
         free = self.settings.background_runs_per_worker - self.runs.background_active
         if free > 0:
             not_due = 0
-            for run in await self.runs.persistence.next_pending_runs(free * 2 + self._not_due):
+            pending = await self.runs.persistence.next_pending_runs(
+                free * 2 + self._not_due, worker_name()
+            )
+            for run in pending:
                 if free <= 0:
                     break
                 if self.runs.not_due(run):
@@ -71,7 +80,6 @@ class RunQueue(WorkerLoop):
                 elif run.run_id not in self.runs.executions and await self.runs.start_queued(run):
                     free -= 1
             self._not_due = not_due
-        now = time.monotonic()
         if now - self._gauges_at >= _GAUGE_INTERVAL_S:
             self._gauges_at = now
             depth, oldest = await self.runs.persistence.queue_stats()

@@ -138,6 +138,23 @@ def test_reject_refuses_a_thread_with_an_active_run(server: ServerProcess) -> No
     client.runs.join(thread_id, accepted["run_id"])
 
 
+def test_reject_refuses_a_thread_whose_run_waits_in_the_queue(server: ServerProcess) -> None:
+    """A pending run holds no thread yet: `reject` goes by the thread's runs, and a refused
+    run leaves neither a record nor a change to the thread."""
+    client = get_sync_client(url=server.base_url)
+    thread_id = client.threads.create()["thread_id"]
+    delayed = client.runs.create(thread_id, "agent", input=ask("later"), after_seconds=1)
+    before = client.threads.get(thread_id)
+    refused = httpx.post(
+        f"{server.base_url}/threads/{thread_id}/runs",
+        json={"assistant_id": "agent", "input": ask("no"), "multitask_strategy": "reject"},
+    )
+    assert refused.status_code == 409, refused.text
+    assert [r["run_id"] for r in client.runs.list(thread_id)] == [delayed["run_id"]]
+    assert client.threads.get(thread_id)["updated_at"] == before["updated_at"]
+    assert humans(client.runs.join(thread_id, delayed["run_id"])) == ["later"]
+
+
 def test_cancelling_a_pending_run_keeps_it_from_running(server: ServerProcess) -> None:
     client = get_sync_client(url=server.base_url)
     thread_id = client.threads.create()["thread_id"]

@@ -128,9 +128,11 @@ async def get_run(thread_id: ThreadId, run_id: ThreadId, state: State, caller: C
 async def join_run(thread_id: ThreadId, run_id: ThreadId, state: State, caller: Caller) -> Response:
     """Wait for the run to end, on whichever worker runs it; the thread's values then."""
     await owned_thread(state, caller, thread_id)
-    if await state.runs.join(thread_id, run_id, state.settings.run_queue_poll_s) is None:
-        raise RunNotFoundError(thread_id, run_id)  # unknown, rolled back, or deleted
-    await owned_thread(state, caller, thread_id)
+    joined = await state.runs.join(thread_id, run_id)
+    if joined is None:  # unknown, rolled back, or deleted (with its thread)
+        raise RunNotFoundError(thread_id, run_id)
+    if joined.values is not None:  # it ran here: its own result, as runs/wait answers
+        return json_response(joined.values)
     return json_response(await thread_values(state, thread_id))
 
 
@@ -216,7 +218,7 @@ async def cancel_run(
         raise RunEndedError(run_id, ended.status if ended else run.status)
     if not wait:
         return Response(status_code=202)
-    await state.runs.join(thread_id, run_id, state.settings.run_queue_poll_s)
+    await state.runs.join(thread_id, run_id)
     return Response(status_code=204)
 
 
