@@ -121,13 +121,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.keyring = KeyRing.from_settings(settings)
     install_error_handlers(app)
+    # Each request is matched against the routes in this order (FastAPI tries them one
+    # by one), so the routes every conversation turn takes come first: a thread's runs,
+    # then its record and state. No earlier pattern takes a later router's path: a
+    # thread's cron (`POST /threads/{id}/runs/crons`) is a method mismatch in `runs`.
     routers = [
-        system.router,
-        assistants.router,
+        runs.router,
         threads.router,
         state.router,
+        system.router,
+        assistants.router,
         crons.router,
-        runs.router,
         stateless_runs.router,
         store.router,
     ]
