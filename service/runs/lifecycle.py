@@ -51,10 +51,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class JoinedRun:
-    """A run that has ended: its record, and its final values when it ran on the joining
+    """A run that has ended: its status, and its final values when it ran on the joining
     worker and ended on its own (None: read them from the thread)."""
 
-    record: RunRecord
+    status: RunStatus
     values: dict[str, Any] | None = None
 
 
@@ -201,7 +201,7 @@ class RunService:
         # Set when a background run was queued here or a slot came free.
         self.queued = asyncio.Event()
         # Where joins of runs not executing here wait.
-        self.end_watch = EndWatch(persistence)
+        self.end_watch = EndWatch(persistence, slow_interval_s=settings.run_queue_poll_s)
 
     def check(self, request: RunCreate) -> tuple[str, Any]:
         """What needs no storage: options, strategy, input, breakpoints. Returns the
@@ -510,22 +510,24 @@ class RunService:
                 execution.cancel(action)
 
     async def join(self, thread_id: str, run_id: str) -> JoinedRun | None:
-        """Wait until the run has ended, wherever it runs; its final record, and its own
+        """Wait until the run has ended, wherever it runs; its final status, and its own
         final values if it ran on this worker (None: gone). A run executing here is
         waited for on its task; one pending or executing elsewhere, in the end watch."""
         while True:
-            values = None
             execution = self.executions.get(run_id)
             if execution is not None and execution.prepared.thread_id == thread_id:
                 await asyncio.wait({execution.task})
                 values = execution.final_values()
+                if values is not None and execution.run_status is not None:
+                    return JoinedRun(execution.run_status, values)  # its record says so too
             run = await self.persistence.get_run(thread_id, run_id)
             if run is None:
                 return None
             if run.status not in ACTIVE_STATUSES:
-                return JoinedRun(run, values)
+                return JoinedRun(run.status)
             if run_id not in self.executions:
-                await self.end_watch.until_changed(run_id)
+                accepted_here = run.status == "pending" and run.worker == worker_name()
+                await self.end_watch.until_changed(run_id, expected_here=accepted_here)
 
     def _record(
         self, prepared: PreparedRun, request: RunCreate, strategy: str, status: RunStatus

@@ -66,6 +66,30 @@ async def test_joins_wake_when_their_run_ends_or_is_gone(persistence: Persistenc
     await asyncio.wait_for(joins[waiting.run_id], 5)
 
 
+async def test_a_run_expected_here_is_read_less_often(persistence: Persistence) -> None:
+    """Until another worker takes it: then its joins are woken to wait for it as for any
+    run executing elsewhere."""
+    reads: list[list[str]] = []
+
+    class Recording:
+        async def run_statuses(self, run_ids: list[str]) -> dict[str, str]:
+            reads.append(list(run_ids))
+            return await persistence.run_statuses(run_ids)
+
+    here, elsewhere = await _pending_run(persistence), await _pending_run(persistence)
+    watch = EndWatch(Recording(), interval_s=0.01, slow_interval_s=0.25)  # type: ignore[arg-type]
+    join_here = asyncio.create_task(watch.until_changed(here.run_id, expected_here=True))
+    join_elsewhere = asyncio.create_task(watch.until_changed(elsewhere.run_id))
+    await asyncio.sleep(0.3)
+    with_here = sum(here.run_id in ids for ids in reads)
+    with_elsewhere = sum(elsewhere.run_id in ids for ids in reads)
+    assert with_here <= 2 < with_elsewhere, reads
+    assert await persistence.claim_run(here.run_id, here.thread_id, "other:2") == 0
+    await asyncio.wait_for(join_here, 5)  # still running, elsewhere
+    assert not join_elsewhere.done()
+    join_elsewhere.cancel()
+
+
 async def test_a_join_is_told_when_storage_fails(persistence: Persistence) -> None:
     class Failing:
         async def run_statuses(self, run_ids: list[str]) -> dict[str, str]:
