@@ -38,6 +38,10 @@ def sweep_sqlite_store(conn: Any, settings: Settings) -> int:
     return SqliteStore(conn, ttl=store_ttl(settings)).sweep_ttl()
 
 
+# Whether an item has a TTL that a read restarts (langgraph's `store` table).
+_HAS_TTL_SQL = "SELECT 1 FROM store WHERE prefix = ? AND key = ? AND ttl_minutes IS NOT NULL"
+
+
 class _StoreOnCursor(SqliteStore):
     """SqliteStore's statements on a cursor the executor opened (in its transaction or
     on its reader), instead of the store's own connection and transaction.
@@ -87,12 +91,14 @@ class SqliteStoreOnSaver(BaseStore):
         finally:
             store._given = None
 
+    def _refreshes(self, op: Op) -> bool:
+        refresh_on_read = bool(self.ttl_config and self.ttl_config.get("refresh_on_read"))
+        return isinstance(op, GetOp | SearchOp) and refresh_on_read and bool(op.refresh_ttl)
+
     def _reads_only(self, ops: list[Op]) -> bool:
         """Nothing to write: no put, and no TTL that reading would refresh."""
-        refreshes = bool(self.ttl_config and self.ttl_config.get("refresh_on_read"))
         return all(
-            isinstance(op, ListNamespacesOp)
-            or (isinstance(op, GetOp | SearchOp) and not (refreshes and op.refresh_ttl))
+            isinstance(op, ListNamespacesOp | GetOp | SearchOp) and not self._refreshes(op)
             for op in ops
         )
 
@@ -100,19 +106,45 @@ class SqliteStoreOnSaver(BaseStore):
         with self.executor.cursor(transaction=False) as cur:
             return self._on(cur, ops)
 
+    def _read_unless_refreshed(self, ops: list[GetOp]) -> list[Result] | None:
+        """Gets that would refresh TTLs, read without a write transaction; None when one
+        of the items read has a TTL to restart (then the batch is a write after all).
+        Most items have none, and a write transaction that changes nothing still takes
+        the write lock."""
+        with self.executor.cursor(transaction=False) as cur:
+            results = self._on(cur, [op._replace(refresh_ttl=False) for op in ops])
+            for op in ops:
+                if (
+                    self._refreshes(op)
+                    and cur.execute(_HAS_TTL_SQL, (".".join(op.namespace), op.key)).fetchone()
+                ):
+                    return None
+        return results
+
     def _write(self, ops: list[Op]) -> list[Result]:
         with self.executor.write_transaction() as cur:
             return self._on(cur, ops)
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         ops = list(ops)
-        return self._read(ops) if self._reads_only(ops) else self._write(ops)
+        if self._reads_only(ops):
+            return self._read(ops)
+        if all(isinstance(op, GetOp) for op in ops):
+            results = self._read_unless_refreshed(ops)  # type: ignore[arg-type]
+            if results is not None:
+                return results
+        return self._write(ops)
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         ops = list(ops)
+        point = all(isinstance(op, GetOp) for op in ops)
         if self._reads_only(ops):
-            point = all(isinstance(op, GetOp) for op in ops)
             return await self.executor.run_read("store", self._read, ops, point=point)
+        if point:
+            read = self._read_unless_refreshed
+            results = await self.executor.run_read("store", read, ops, point=True)
+            if results is not None:
+                return results
         return await self.executor.run_write("store", self._write, ops, single=True)
 
 
