@@ -47,9 +47,13 @@ class RunQueue(WorkerLoop):
         self._not_due = 0
 
     async def _loop(self) -> None:
+        poll_s = self.settings.run_queue_poll_s
         while True:
+            timeout = poll_s
+            if self.runs.executions:  # the next look at cancels is due within poll_s
+                timeout = max(0.0, min(poll_s, self._cancels_at + poll_s - time.monotonic()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.runs.queued.wait(), self.settings.run_queue_poll_s)
+                await asyncio.wait_for(self.runs.queued.wait(), timeout)
             self.runs.queued.clear()
             try:
                 await self.tick()
