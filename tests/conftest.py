@@ -10,11 +10,14 @@ where they fail.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from service.settings import Settings
+from service.storage import open_persistence, prepare_checkpoint_storage
+from service.storage.base import Persistence
 from tests.support.postgres import Postgres, database, start_postgres
 from tests.support.server import ServerProcess
 
@@ -82,3 +85,14 @@ def server(
 @pytest.fixture
 def fresh_server_dir(tmp_path: Path) -> Path:
     return tmp_path / "server"
+
+
+@pytest.fixture
+async def sqlite_persistence(tmp_path: Path) -> AsyncIterator[Persistence]:
+    """This worker's storage on a fresh SQLite file (`c.db` under tmp_path), started."""
+    settings = Settings(_env_file=None, checkpoints_db_path=tmp_path / "c.db")
+    prepare_checkpoint_storage(settings)
+    opened = open_persistence(settings)
+    await opened.start()
+    yield opened
+    await opened.aclose()

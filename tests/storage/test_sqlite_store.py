@@ -4,26 +4,18 @@ TTLs writes only when an item read has a TTL, and then restarts it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
 
-from service.settings import Settings
-from service.storage import open_persistence, prepare_checkpoint_storage
 from service.storage.base import Persistence
 from service.storage.sqlite.driver import sqlite3
 
 
 @pytest.fixture
-async def persistence(tmp_path: Path) -> AsyncIterator[Persistence]:
-    settings = Settings(_env_file=None, checkpoints_db_path=tmp_path / "c.db")
-    prepare_checkpoint_storage(settings)
-    opened = open_persistence(settings)
-    await opened.start()
-    yield opened
-    await opened.aclose()
+def persistence(sqlite_persistence: Persistence) -> Persistence:
+    return sqlite_persistence
 
 
 def write_transactions() -> float:

@@ -6,28 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from service.runs.end_watch import EndWatch
 from service.runs.lifecycle import new_run_id
-from service.settings import Settings
-from service.storage import open_persistence, prepare_checkpoint_storage
 from service.storage.base import Persistence, RunRecord
 from service.storage.errors import StorageUnavailableError
 from service.storage.records import utcnow_iso
 
 
 @pytest.fixture
-async def persistence(tmp_path: Path) -> AsyncIterator[Persistence]:
-    settings = Settings(_env_file=None, checkpoints_db_path=tmp_path / "c.db")
-    prepare_checkpoint_storage(settings)
-    opened = open_persistence(settings)
-    await opened.start()
-    yield opened
-    await opened.aclose()
+def persistence(sqlite_persistence: Persistence) -> Persistence:
+    return sqlite_persistence
 
 
 async def _pending_run(persistence: Persistence) -> RunRecord:
