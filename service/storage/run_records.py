@@ -8,6 +8,7 @@ it `error` (`STALE_RUNS_SQL`).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from typing import Any
@@ -101,11 +102,23 @@ _ID_ORDER = "run_id{collate}"
 # The oldest pending run of each thread: a thread's later runs wait behind its first, and
 # one busy thread's backlog cannot hide the others'. Those the asking worker accepted
 # come first (their clients' joins, on the same keep-alive connection, wait on it in
-# memory), then everyone's, oldest first.
+# memory), and any that has waited OWN_FIRST_S (a worker that has gone, say, accepted
+# it), then everyone's, oldest first. Parameters: worker, cutoff (created before it:
+# waited long enough), limit.
+OWN_FIRST_S = 5.0
+
+
+def own_first_cutoff() -> dt.datetime:
+    """Runs accepted before this have waited long enough to go first wherever they came
+    from."""
+    return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=OWN_FIRST_S)
+
+
 NEXT_PENDING_SQL = (
     f"SELECT {RUN_COLUMNS} FROM runs AS r WHERE status = 'pending' AND run_id = ("
     "SELECT min(run_id{collate}) FROM runs WHERE thread_id = r.thread_id AND status = 'pending'"
-    f") ORDER BY CASE WHEN worker = {{m}} THEN 0 ELSE 1 END, {_ID_ORDER} LIMIT {{m}}"
+    f") ORDER BY CASE WHEN worker = {{m}} OR created_at < {{m}} THEN 0 ELSE 1 END, "
+    f"{_ID_ORDER} LIMIT {{m}}"
 )
 # A worker that holds the thread takes its pending run; only one can.
 CLAIM_RUN_SQL = (

@@ -3,6 +3,7 @@ it, what a cancel does where the run stands, and the runs a dead worker left beh
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +14,8 @@ from service.runs.lifecycle import new_run_id
 from service.settings import Settings
 from service.storage import open_persistence, prepare_checkpoint_storage
 from service.storage.base import Persistence, RunRecord
-from service.storage.records import utcnow_iso
+from service.storage.records import iso_utc, parse_iso, utcnow_iso
+from service.storage.run_records import OWN_FIRST_S
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -83,8 +85,13 @@ async def test_the_oldest_pending_run_of_each_thread_goes_next(persistence: Pers
 
 
 async def test_a_worker_takes_the_runs_it_accepted_first(persistence: Persistence) -> None:
-    """Its clients' joins wait for them in its memory; a thread's order still holds."""
-    a, b, c = [await _thread(persistence) for _ in range(3)]
+    """Its clients' joins wait for them in its memory; a thread's order still holds, and
+    a run that has waited OWN_FIRST_S goes first whoever accepted it."""
+    a, b, c, d = [await _thread(persistence) for _ in range(4)]
+    aged = _run(d)
+    aged.created_at = iso_utc(parse_iso(aged.created_at) - dt.timedelta(seconds=OWN_FIRST_S + 1))
+    aged.worker = "gone:1"
+    assert await persistence.create_run(aged)
     theirs = _run(a)
     mine_behind_theirs = _run(a)
     mine = _run(b)
@@ -98,10 +105,9 @@ async def test_a_worker_takes_the_runs_it_accepted_first(persistence: Persistenc
         run.worker = worker
         assert await persistence.create_run(run)
     queued = [run.run_id for run in await persistence.next_pending_runs(10, "me:1")]
-    ours = [
-        run_id for run_id in queued if run_id in {r.run_id for r in (theirs, mine, theirs_later)}
-    ]
-    assert ours == [mine.run_id, theirs.run_id, theirs_later.run_id]
+    known = {r.run_id for r in (aged, theirs, mine, theirs_later)}
+    ours = [run_id for run_id in queued if run_id in known]
+    assert ours == [aged.run_id, mine.run_id, theirs.run_id, theirs_later.run_id]
     assert mine_behind_theirs.run_id not in queued  # behind its thread's first
 
 
@@ -207,7 +213,7 @@ def test_a_queue_pass_reads_the_pending_runs_only(tmp_path: Path) -> None:
     )
     conn.execute("ANALYZE")
     for sql, params in (
-        (NEXT_PENDING_SQL.format(collate="", m="?"), ("w", 4)),
+        (NEXT_PENDING_SQL.format(collate="", m="?"), ("w", "2000-01-01T00:00:00Z", 4)),
         (insert_run_sql(", ".join("?" * 10), "?", unless_queued=True), ("x",) * 11),
     ):
         plan = [row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]

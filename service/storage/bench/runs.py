@@ -7,8 +7,8 @@ import dataclasses
 
 from service.storage.assistant_records import AssistantRecord
 from service.storage.base import CancelAction, CronRecord, RunEvent, RunRecord, RunStatus
-from service.storage.records import utcnow_iso
-from service.storage.run_records import ACTIVE_STATUSES
+from service.storage.records import iso_utc, utcnow_iso
+from service.storage.run_records import ACTIVE_STATUSES, own_first_cutoff
 
 
 class InMemoryRuns:
@@ -47,7 +47,11 @@ class InMemoryRuns:
         for run in sorted(self._runs.values(), key=lambda r: r.run_id):
             if run.status == "pending":
                 first.setdefault(run.thread_id, run)
-        ordered = sorted(first.values(), key=lambda r: (r.worker != worker, r.run_id))
+        cutoff = iso_utc(own_first_cutoff())
+        ordered = sorted(
+            first.values(),
+            key=lambda r: (r.worker != worker and r.created_at >= cutoff, r.run_id),
+        )
         return ordered[:limit]
 
     async def claim_run(self, run_id: str, thread_id: str, worker: str) -> int | None:

@@ -77,6 +77,7 @@ from service.storage.run_records import (
     RUN_COLUMNS,
     STALE_ON_THREAD_SQL,
     insert_run_sql,
+    own_first_cutoff,
     run_list_where,
     run_params,
     run_record,
@@ -307,7 +308,8 @@ class PostgresPersistence:
 
     async def next_pending_runs(self, limit: int, worker: str = "") -> list[RunRecord]:
         sql = NEXT_PENDING_SQL.format(collate=' COLLATE "C"', m="%s")
-        rows = await self.checkpointer.timed("queue", self._fetch(sql, (worker, limit)))
+        params = (worker, own_first_cutoff(), limit)
+        rows = await self.checkpointer.timed("queue", self._fetch(sql, params))
         return [run_record(row) for row in rows]
 
     async def claim_run(self, run_id: str, thread_id: str, worker: str) -> int | None:

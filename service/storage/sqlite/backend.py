@@ -49,6 +49,7 @@ from service.storage.records import (
     THREAD_COLUMNS,
     UPDATE_THREAD_SQL,
     apply_thread_update,
+    iso_utc,
     search_order,
     search_where,
     set_status_gauges,
@@ -73,6 +74,7 @@ from service.storage.run_records import (
     STALE_ON_THREAD_SQL,
     dumps,
     insert_run_sql,
+    own_first_cutoff,
     run_list_where,
     run_params,
     run_record,
@@ -313,7 +315,7 @@ class SqlitePersistence:
             "queue",
             self.checkpointer.read_all,
             NEXT_PENDING_SQL.format(collate="", m="?"),
-            (worker, limit),
+            (worker, iso_utc(own_first_cutoff()), limit),
             point=True,  # a few rows of the partial index of active runs
         )
         return [run_record(row) for row in rows]
