@@ -41,7 +41,8 @@ class RunQueue(WorkerLoop):
         self.runs = runs
         self.settings = settings
         self._gauges_at = 0.0
-        self._cancels_at = 0.0
+        # When this worker next reads the cancels other workers asked of its runs.
+        self._cancels_due = 0.0
         # Pending runs not due yet (`after_seconds`) seen last pass: the next pass looks
         # past as many more, so that they never hide the runs behind them.
         self._not_due = 0
@@ -50,8 +51,8 @@ class RunQueue(WorkerLoop):
         poll_s = self.settings.run_queue_poll_s
         while True:
             timeout = poll_s
-            if self.runs.executions:  # the next look at cancels is due within poll_s
-                timeout = max(0.0, min(poll_s, self._cancels_at + poll_s - time.monotonic()))
+            if self.runs.executions:  # wake when the look at cancels is due
+                timeout = max(0.0, min(poll_s, self._cancels_due - time.monotonic()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.runs.queued.wait(), timeout)
             self.runs.queued.clear()
@@ -67,8 +68,8 @@ class RunQueue(WorkerLoop):
         pass runs each time a run is accepted or ends here), then start what there is
         room for."""
         now = time.monotonic()
-        if now - self._cancels_at >= self.settings.run_queue_poll_s:
-            self._cancels_at = now
+        if now >= self._cancels_due:
+            self._cancels_due = now + self.settings.run_queue_poll_s
             await self.runs.apply_cancel_requests()
         free = self.settings.background_runs_per_worker - self.runs.background_active
         if free > 0:
